@@ -1,0 +1,173 @@
+"""The two JSON Schemas, loaded from the files that ship with the package.
+
+``schemas/*.schema.json`` at the top of the repository are the one source of
+truth: editors point at them, the wheel carries them as ``vidu_pipe/schemas``,
+and everything here (the model list, the validators, the simulator's checks)
+is read from them. Friendly messages live in the schemas too, as the
+``x-message`` and ``x-hint`` annotations beside the rule they explain.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema import Draft202012Validator
+
+__all__ = [
+    "ASPECT_RATIOS",
+    "MODELS",
+    "PRO_MODELS",
+    "SchemaIssue",
+    "check",
+    "load_schema",
+    "request_issues",
+    "schema_path",
+]
+
+SCHEMA_NAMES = ("storyboard", "request")
+
+
+def schema_path(name: str) -> Path:
+    """Where ``NAME.schema.json`` is: inside the package when installed from a wheel,
+    else at the top of the source tree."""
+    here = Path(__file__).resolve().parent
+    for folder in (here / "schemas", here.parent / "schemas"):
+        candidate = folder / f"{name}.schema.json"
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{name}.schema.json is not installed with vidu_pipe")
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    """The parsed schema ``storyboard`` or ``request``."""
+    if name not in SCHEMA_NAMES:
+        raise ValueError(f"unknown schema {name!r}")
+    data: dict[str, Any] = json.loads(schema_path(name).read_text(encoding="utf-8"))
+    return data
+
+
+@cache
+def validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator(load_schema(name))
+
+
+_defs = load_schema("request")["$defs"]
+MODELS: tuple[str, ...] = tuple(_defs["model"]["enum"])
+PRO_MODELS: tuple[str, ...] = tuple(_defs["pro_model"]["enum"])
+ASPECT_RATIOS: tuple[str, ...] = tuple(_defs["aspect_ratio"]["enum"])
+MAX_REFERENCES: int = _defs["reference_image_urls"]["maxItems"]
+MAX_SEED: int = _defs["seed"]["maximum"]
+del _defs
+
+
+@dataclass(frozen=True)
+class SchemaIssue:
+    """One schema violation: where (a path of keys and indexes), what, and a hint."""
+
+    path: tuple[str | int, ...]
+    message: str
+    hint: str | None = None
+
+    @property
+    def field(self) -> str:
+        return ".".join(str(p) for p in self.path)
+
+
+_TYPE_NAMES = {
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "empty",
+}
+
+
+def _nearest(word: str, choices: Sequence[str]) -> str | None:
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _issues_for(error: jsonschema.ValidationError) -> Iterator[SchemaIssue]:
+    path = tuple(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    kw = error.validator
+    hint = schema.get("x-hint")
+    instance = error.instance
+
+    if kw == "required":
+        for name in error.validator_value:
+            if isinstance(instance, dict) and name not in instance:
+                yield SchemaIssue((*path, name), "is required", hint)
+        return
+    if kw == "additionalProperties":
+        allowed = list(schema.get("properties", {}))
+        for name in instance if isinstance(instance, dict) else ():
+            if name in schema.get("properties", {}):
+                continue
+            near = _nearest(str(name), allowed)
+            yield SchemaIssue(
+                (*path, name),
+                f"unknown field '{name}'",
+                f"did you mean '{near}'?" if near else f"allowed here: {', '.join(allowed)}",
+            )
+        return
+    if kw == "dependentRequired":
+        for name, needs in error.validator_value.items():
+            if isinstance(instance, dict) and name in instance:
+                for other in needs:
+                    if other not in instance:
+                        yield SchemaIssue(
+                            (*path, name),
+                            f"{name} needs {other}: first-and-last-frame takes image + last_image",
+                            f"add {other} (the first frame), or remove {name}",
+                        )
+        return
+    if kw in ("anyOf", "oneOf") and "x-message" not in schema:
+        # Explain with the branch that got furthest, as jsonschema's best_match does.
+        best = jsonschema.exceptions.best_match(error.context or [])
+        if best is not None:
+            yield from _issues_for(best)
+            return
+    message = schema.get("x-message")
+    if message is None:
+        if kw == "type":
+            types = error.validator_value
+            types = types if isinstance(types, list) else [types]
+            message = "must be " + " or ".join(_TYPE_NAMES.get(t, t) for t in types)
+        elif kw == "enum":
+            message = "must be one of " + ", ".join(json.dumps(v) for v in error.validator_value)
+        else:
+            message = error.message
+    if kw == "enum" and isinstance(instance, str):
+        near = _nearest(instance, [v for v in error.validator_value if isinstance(v, str)])
+        if near and near != instance:
+            hint = f"did you mean '{near}'?" + (f" ({hint})" if hint else "")
+    yield SchemaIssue(path, message, hint)
+
+
+def check(name: str, instance: object) -> list[SchemaIssue]:
+    """Every violation of schema ``name`` by ``instance``, in document order, friendly."""
+    found: list[SchemaIssue] = []
+    seen: set[tuple[tuple[str | int, ...], str]] = set()
+    for error in validator(name).iter_errors(instance):
+        for issue in _issues_for(error):
+            key = (issue.path, issue.message)
+            if key not in seen:
+                seen.add(key)
+                found.append(issue)
+    return found
+
+
+def request_issues(body: object) -> list[SchemaIssue]:
+    """Every rule of the endpoint that ``body`` (a create-task request) breaks."""
+    return check("request", body)
