@@ -107,7 +107,7 @@ def _issues_for(error: jsonschema.ValidationError) -> Iterator[SchemaIssue]:
     if kw == "required":
         for name in error.validator_value:
             if isinstance(instance, dict) and name not in instance:
-                yield SchemaIssue((*path, name), "is required", hint)
+                yield SchemaIssue((*path, name), schema.get("x-message", "is required"), hint)
         return
     if kw == "additionalProperties":
         allowed = list(schema.get("properties", {}))
@@ -148,11 +148,29 @@ def _issues_for(error: jsonschema.ValidationError) -> Iterator[SchemaIssue]:
             message = "must be one of " + ", ".join(json.dumps(v) for v in error.validator_value)
         else:
             message = error.message
-    if kw == "enum" and isinstance(instance, str):
-        near = _nearest(instance, [v for v in error.validator_value if isinstance(v, str)])
+    if isinstance(instance, str):
+        choices = _enum_choices(schema)
+        near = _nearest(instance, choices) if choices else None
         if near and near != instance:
             hint = f"did you mean '{near}'?" + (f" ({hint})" if hint else "")
+        elif kw == "const" and instance.lower() in _YAML11_BOOLEANS:
+            hint = (
+                f"'{instance}' is text here (vidu-pipe reads YAML 1.2, where only true and "
+                "false are booleans); write false"
+            )
     yield SchemaIssue(path, message, hint)
+
+
+_YAML11_BOOLEANS = frozenset({"yes", "no", "on", "off", "y", "n"})
+
+
+def _enum_choices(schema: dict[str, Any]) -> list[str]:
+    """The string values an ``enum`` (or an ``anyOf`` branch's enum) allows."""
+    found: list[str] = [v for v in schema.get("enum", ()) if isinstance(v, str)]
+    for branch in schema.get("anyOf", ()):
+        if isinstance(branch, dict):
+            found.extend(v for v in branch.get("enum", ()) if isinstance(v, str))
+    return found
 
 
 def check(name: str, instance: object) -> list[SchemaIssue]:

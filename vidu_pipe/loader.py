@@ -1,0 +1,384 @@
+"""Load: YAML text → plain values, with the line and column of every node.
+
+PyYAML's own composer and constructor are not used: the composer recurses (a
+deeply nested file crashes the C extension outright), the constructor expands
+aliases without limit (billion laughs), keeps the last of two duplicate keys
+silently, and resolves scalars by YAML 1.1, which turns what people write in a
+storyboard into something else:
+
+=============  ===========  ==================================================
+written        YAML 1.1     here (YAML 1.2 core schema, which is what people mean)
+=============  ===========  ==================================================
+``16:9``       969          the string ``"16:9"`` (sexagesimal numbers are gone)
+``no``, ``on`` False, True  the strings ``"no"``, ``"on"``; only true/false are booleans
+``08``         error/octal  the integer 8 (leading zeros are decimal; ``0o10`` is octal)
+``2026-01-02`` a date       the string ``"2026-01-02"``
+=============  ===========  ==================================================
+
+So this module walks the libyaml event stream itself (iteratively, so depth is
+only bounded by ``MAX_DEPTH``), resolves plain scalars by the YAML 1.2 core
+schema, counts every node an alias expands to, and records positions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Problem, StoryboardError
+
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "Document", "load_document", "parse_yaml"]
+
+MAX_BYTES = 8 * 1024 * 1024
+MAX_DEPTH = 64
+#: Aliases may repeat structure, but never past this many nodes in all
+#: (plus a little per byte of input, so big honest files are never refused).
+MAX_NODES = 250_000
+
+Path_ = tuple[str | int, ...]
+
+try:  # libyaml's parser is ~10x faster; its events are the same as the pure one's
+    _Parser: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _Parser = yaml.SafeLoader
+
+_TAG = "tag:yaml.org,2002:"
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_INT10 = re.compile(r"^[-+]?[0-9]+$")
+_INT8 = re.compile(r"^0o[0-7]+$")
+_INT16 = re.compile(r"^0x[0-9a-fA-F]+$")
+_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
+_NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
+
+
+@dataclass(frozen=True)
+class Document:
+    """A loaded YAML file: its value and where each part of it was written.
+
+    ``positions`` maps a path of keys and indexes to the 1-based (line, column)
+    of the key (for a mapping member) or of the item (for a list item).
+    """
+
+    file: str
+    data: Any
+    positions: dict[Path_, tuple[int, int]] = field(repr=False)
+
+    def locate(self, path: Path_) -> tuple[int, int]:
+        """The position of ``path``, or of its nearest written ancestor."""
+        while path:
+            found = self.positions.get(path)
+            if found is not None:
+                return found
+            path = path[:-1]
+        return self.positions.get((), (1, 1))
+
+
+class _YamlProblem(Exception):
+    def __init__(self, message: str, line: int, column: int, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+        self.hint = hint
+
+
+def _pos(mark: Any) -> tuple[int, int]:
+    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+
+
+def _resolve_plain(text: str) -> object:
+    if _NULL.match(text):
+        return None
+    if _BOOL.match(text):
+        return text.lower() == "true"
+    if _INT10.match(text):
+        return int(text, 10)
+    if _INT8.match(text):
+        return int(text[2:], 8)
+    if _INT16.match(text):
+        return int(text[2:], 16)
+    if _FLOAT.match(text):
+        return float(text)
+    if _INF.match(text):
+        return float("-inf") if text.startswith("-") else float("inf")
+    if _NAN.match(text):
+        return float("nan")
+    return text
+
+
+def _scalar(event: Any) -> object:
+    tag = event.tag
+    text: str = event.value
+    plain = event.implicit[0] and not event.style
+    if tag in (None, "!"):
+        return _resolve_plain(text) if plain else text
+    short = tag[len(_TAG) :] if tag.startswith(_TAG) else None
+    line, col = _pos(event.start_mark)
+    if short == "str":
+        return text
+    if short in ("int", "float", "bool", "null"):
+        value = _resolve_plain(text)
+        ok = {
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+            "bool": isinstance(value, bool),
+            "null": value is None,
+        }[short]
+        if not ok:
+            raise _YamlProblem(f"{text!r} is not a valid !!{short}", line, col)
+        return float(value) if short == "float" else value  # type: ignore[arg-type]
+    raise _YamlProblem(
+        f"the YAML tag {tag!r} is not supported",
+        line,
+        col,
+        "storyboards are plain data: remove the tag (quote the value to make it text)",
+    )
+
+
+class _Frame:
+    """A mapping or list under construction."""
+
+    __slots__ = ("anchor", "keys", "merges", "path", "pending_key", "start", "value")
+
+    def __init__(self, value: Any, path: Path_, anchor: str | None, start: tuple[int, int]):
+        self.value = value
+        self.path = path
+        self.anchor = anchor
+        self.start = start
+        self.pending_key: object = _NO_KEY
+        self.keys: dict[str, tuple[int, int]] = {}
+        self.merges: list[tuple[Any, tuple[int, int]]] = []
+
+
+_NO_KEY = object()
+_MERGE = object()
+
+
+def _key_text(event: Any) -> object:
+    if event.tag in (None, "!") and event.implicit[0] and not event.style and event.value == "<<":
+        return _MERGE
+    value = _scalar(event)
+    # Mapping keys are always text (JSON has no other kind): ``1:`` and ``on:`` mean
+    # the keys "1" and "on", as written.
+    return event.value if not isinstance(value, str) else value
+
+
+def parse_yaml(text: str, file: str = "<string>") -> Document:
+    """Parse one YAML document into plain values and positions.
+
+    Raises StoryboardError (one Problem) on anything that is not plain,
+    bounded, well-formed YAML.
+    """
+    try:
+        return _parse(text, file)
+    except _YamlProblem as exc:
+        raise StoryboardError([Problem(file, exc.line, exc.column, exc.message, hint=exc.hint)])
+    except yaml.MarkedYAMLError as exc:
+        line, col = _pos(exc.problem_mark)
+        message = exc.problem or "invalid YAML"
+        if exc.context:
+            message = f"{message} ({exc.context})"
+        hint = None
+        if "mapping values are not allowed" in message:
+            hint = 'a value that contains ": " must be quoted, e.g. prompt: "Wide shot: a beach"'
+        elif "found character '\\t'" in message:
+            hint = "YAML does not allow tabs for indentation; use spaces"
+        raise StoryboardError([Problem(file, line, col, f"invalid YAML: {message}", hint=hint)])
+    except yaml.YAMLError as exc:
+        raise StoryboardError([Problem(file, 1, 1, f"invalid YAML: {exc}")])
+
+
+def _events(text: str) -> Iterator[Any]:
+    return iter(yaml.parse(text, Loader=_Parser))
+
+
+def _parse(text: str, file: str) -> Document:
+    positions: dict[Path_, tuple[int, int]] = {(): (1, 1)}
+    anchors: dict[str, tuple[Any, int]] = {}  # anchor -> (value, node count)
+    stack: list[_Frame] = []
+    counts: list[int] = []  # node count of each open frame
+    budget = MAX_NODES + len(text)
+    used = 0
+    root: Any = None
+    seen_document = False
+    # Anchors whose frame is still open: an alias to them would be recursive.
+    open_anchors: set[str] = set()
+
+    def child_path(frame: _Frame) -> Path_:
+        if isinstance(frame.value, list):
+            return (*frame.path, len(frame.value))
+        key = frame.pending_key
+        assert isinstance(key, str)
+        return (*frame.path, key)
+
+    def attach(value: Any, size: int, where: tuple[int, int]) -> None:
+        nonlocal root
+        if not stack:
+            root = value
+            return
+        frame = stack[-1]
+        counts[-1] += size
+        if isinstance(frame.value, list):
+            positions.setdefault((*frame.path, len(frame.value)), where)
+            frame.value.append(value)
+            return
+        key = frame.pending_key
+        frame.pending_key = _NO_KEY
+        if key is _MERGE:
+            frame.merges.append((value, where))
+            return
+        assert isinstance(key, str)
+        frame.value[key] = value
+
+    for event in _events(text):
+        if isinstance(event, yaml.DocumentStartEvent):
+            if seen_document:
+                line, col = _pos(event.start_mark)
+                raise _YamlProblem(
+                    "a storyboard is one YAML document; found a second one",
+                    line,
+                    col,
+                    "remove the '---' line, or split the file",
+                )
+            seen_document = True
+            continue
+        if isinstance(event, (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)):
+            continue
+        where = _pos(event.start_mark)
+
+        # A scalar in key position of a mapping is a key, not a value.
+        if (
+            stack
+            and isinstance(stack[-1].value, dict)
+            and stack[-1].pending_key is _NO_KEY
+            and not isinstance(event, (yaml.MappingEndEvent,))
+        ):
+            frame = stack[-1]
+            if not isinstance(event, yaml.ScalarEvent):
+                raise _YamlProblem(
+                    "mapping keys must be plain text, not lists, mappings or aliases",
+                    *where,
+                )
+            key = _key_text(event)
+            if key is not _MERGE:
+                assert isinstance(key, str)
+                if key in frame.keys:
+                    first = frame.keys[key]
+                    raise _YamlProblem(
+                        f"duplicate key '{key}' (first written at line {first[0]})",
+                        *where,
+                        "YAML keeps only the last one, which is rarely what was meant",
+                    )
+                frame.keys[key] = where
+                positions[(*frame.path, key)] = where
+            frame.pending_key = key
+            continue
+
+        used += 1
+        if used > budget:
+            raise _YamlProblem(
+                f"the document expands to more than {budget} nodes",
+                *where,
+                "anchors and aliases are expanded; this looks like an alias bomb",
+            )
+
+        if isinstance(event, yaml.ScalarEvent):
+            value = _scalar(event)
+            if event.anchor:
+                anchors[event.anchor] = (value, 1)
+            attach(value, 1, where)
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor in open_anchors:
+                raise _YamlProblem(f"the alias *{event.anchor} refers to itself", *where)
+            if event.anchor not in anchors:
+                raise _YamlProblem(f"unknown alias *{event.anchor}", *where)
+            value, size = anchors[event.anchor]
+            used += size
+            if used > budget:
+                raise _YamlProblem(
+                    f"the document expands to more than {budget} nodes",
+                    *where,
+                    "anchors and aliases are expanded; this looks like an alias bomb",
+                )
+            attach(value, size, where)
+        elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            if event.tag not in (None, "!", _TAG + "seq", _TAG + "map"):
+                raise _YamlProblem(f"the YAML tag {event.tag!r} is not supported", *where)
+            if len(stack) >= MAX_DEPTH:
+                raise _YamlProblem(f"nesting deeper than {MAX_DEPTH} levels", *where)
+            path: Path_ = child_path(stack[-1]) if stack else ()
+            container: Any = [] if isinstance(event, yaml.SequenceStartEvent) else {}
+            stack.append(_Frame(container, path, event.anchor, where))
+            counts.append(1)
+            if event.anchor:
+                open_anchors.add(event.anchor)
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            frame = stack.pop()
+            size = counts.pop()
+            if frame.merges:
+                _apply_merges(frame, positions)
+            if frame.anchor:
+                open_anchors.discard(frame.anchor)
+                anchors[frame.anchor] = (frame.value, size)
+            attach(frame.value, size, frame.start)
+    if not seen_document:
+        root = None
+    return Document(file, root, positions)
+
+
+def _apply_merges(frame: _Frame, positions: dict[Path_, tuple[int, int]]) -> None:
+    """``<<: *base`` (or a list of them): keys written in the mapping itself win."""
+    merged: dict[str, Any] = {}
+    for value, where in frame.merges:
+        sources = value if isinstance(value, list) else [value]
+        for source in sources:
+            if not isinstance(source, dict):
+                raise _YamlProblem("'<<' merges mappings only", *where)
+            for key, item in source.items():
+                if key not in merged:
+                    merged[key] = item
+                    positions.setdefault((*frame.path, key), where)
+    for key, item in frame.value.items():
+        merged[key] = item
+    frame.value.clear()
+    frame.value.update(merged)
+
+
+def load_document(path: Path | str, *, display: str | None = None) -> Document:
+    """Read and parse a storyboard file, refusing what is too big to be one."""
+    p = Path(path)
+    name = display if display is not None else str(path)
+    try:
+        with p.open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise StoryboardError([Problem(name, 0, 0, "no such file")]) from None
+    except IsADirectoryError:
+        raise StoryboardError([Problem(name, 0, 0, "is a folder, not a storyboard file")]) from None
+    except OSError as exc:
+        raise StoryboardError([Problem(name, 0, 0, f"cannot read: {exc.strerror}")]) from None
+    if len(raw) > MAX_BYTES:
+        raise StoryboardError(
+            [
+                Problem(
+                    name,
+                    0,
+                    0,
+                    f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB; refusing to load it",
+                    hint="split the storyboard into several files",
+                )
+            ]
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise StoryboardError([Problem(name, line, 1, "file is not UTF-8 text")]) from None
+    return parse_yaml(text, name)

@@ -1,0 +1,123 @@
+"""Plan: storyboard + manifest → what a run does to each selected shot.
+
+Like make: a shot is up to date when its manifest entry is ``completed`` and
+its fingerprint equals the fingerprint of the request it renders to now.
+
+=====================================  ========  ==========================
+manifest entry                         action    reason
+=====================================  ========  ==========================
+none, or ``pending``                   create    new / pending
+``failed``                             create    failed
+``completed``, other fingerprint       create    changed
+``completed``, same fingerprint        skip      up to date (create: forced)
+``submitted``, same fingerprint        resume    submitted (poll the task)
+``submitted``, other fingerprint       create    changed (old task abandoned)
+=====================================  ========  ==========================
+
+``--force`` turns "up to date" into a create; it never re-creates a task that
+is still running (that would pay twice for one shot).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import UsageError
+from .manifest import Manifest, ManifestEntry
+from .storyboard import Shot, Storyboard
+
+__all__ = ["Action", "Plan", "Step", "decide", "plan", "select"]
+
+Action = Literal["skip", "resume", "create"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a run does to one shot, and why."""
+
+    shot: Shot
+    action: Action
+    reason: str
+    entry: ManifestEntry | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The steps of a run, in storyboard order."""
+
+    storyboard: Storyboard
+    steps: tuple[Step, ...]
+
+    def count(self, action: Action) -> int:
+        return sum(1 for s in self.steps if s.action == action)
+
+    def billing(self) -> dict[str, tuple[int, int]]:
+        """Per model: (tasks to create, seconds of video they bill), models sorted."""
+        out: dict[str, tuple[int, int]] = {}
+        for step in self.steps:
+            if step.action == "create":
+                tasks, seconds = out.get(step.shot.model, (0, 0))
+                out[step.shot.model] = (tasks + 1, seconds + step.shot.duration)
+        return dict(sorted(out.items()))
+
+
+def select(storyboard: Storyboard, only: Sequence[str] = (), tags: Sequence[str] = ()) -> list[Shot]:
+    """The shots that ``--only`` globs (on the id, or the id before ``.takeN``) and
+    ``--tag`` pick. Both given: a shot must match both. A pattern or tag that
+    matches nothing is a usage error, as a typo should not silently run nothing."""
+    for pattern in only:
+        if not any(_matches(shot, pattern) for shot in storyboard.shots):
+            raise UsageError(f"--only {pattern!r} matches no shot in {storyboard.path}")
+    for tag in tags:
+        if not any(tag in shot.tags for shot in storyboard.shots):
+            raise UsageError(f"--tag {tag!r} is on no shot in {storyboard.path}")
+    return [
+        shot
+        for shot in storyboard.shots
+        if (not only or any(_matches(shot, p) for p in only))
+        and (not tags or any(t in shot.tags for t in tags))
+    ]
+
+
+def _matches(shot: Shot, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(shot.id, pattern) or fnmatch.fnmatchcase(shot.source_id, pattern)
+
+
+def decide(shot: Shot, entry: ManifestEntry | None, *, force: bool = False) -> Step:
+    """The table in this module's docstring, for one shot."""
+    if entry is None:
+        return Step(shot, "create", "new", None)
+    same = entry.fingerprint == shot.fingerprint
+    if entry.status == "submitted" and entry.task_id:
+        if same:
+            return Step(shot, "resume", "submitted", entry)
+        return Step(shot, "create", "changed (the running task is abandoned)", entry)
+    if entry.status == "completed":
+        if not same:
+            return Step(shot, "create", "changed", entry)
+        if force:
+            return Step(shot, "create", "forced", entry)
+        return Step(shot, "skip", "up to date", entry)
+    if entry.status == "failed":
+        return Step(shot, "create", "failed", entry)
+    return Step(shot, "create", entry.status, entry)
+
+
+def plan(
+    storyboard: Storyboard,
+    manifest: Manifest | None,
+    *,
+    only: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    force: bool = False,
+) -> Plan:
+    """Decide every selected shot against the manifest (None: no manifest yet)."""
+    entries = manifest.entries if manifest is not None else {}
+    shots: Iterable[Shot] = select(storyboard, only, tags)
+    return Plan(
+        storyboard,
+        tuple(decide(shot, entries.get(shot.id), force=force) for shot in shots),
+    )
