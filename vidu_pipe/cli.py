@@ -65,9 +65,7 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tag", action="append", default=[], metavar="T", help="only shots with this tag"
     )
-    p.add_argument(
-        "--force", action="store_true", help="rerun selected shots even when up to date"
-    )
+    p.add_argument("--force", action="store_true", help="rerun selected shots even when up to date")
     p.add_argument(
         "--manifest",
         metavar="PATH",
@@ -91,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="show the request bodies and what a run would do")
     p.add_argument("file", metavar="FILE")
     _add_selection(p)
+    p.add_argument("--simulate", action="store_true", help="plan a run --simulate")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("run", help="run the shots that need it and write the manifest")
@@ -213,14 +212,21 @@ def _manifest_path(args: argparse.Namespace, default: Path) -> Path:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    from .api import plan
     from .manifest import load_manifest
-    from .plan import plan
     from .validate import load
 
     storyboard = load(args.file)
     manifest_path = _manifest_path(args, storyboard.default_manifest_path)
     manifest = load_manifest(manifest_path)
-    the_plan = plan(storyboard, manifest, only=args.only, tags=args.tag, force=args.force)
+    the_plan = plan(
+        storyboard,
+        manifest=manifest_path,
+        only=args.only,
+        tags=args.tag,
+        force=args.force,
+        simulate=args.simulate,
+    )
     billing = the_plan.billing()
     if args.json:
         doc = {
@@ -285,6 +291,92 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- run --------------------------------------------------------------------
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .api import arun, manifest_path_for, options_for
+    from .events import Event
+    from .validate import load
+
+    storyboard = load(args.file)
+    options = options_for(
+        storyboard,
+        concurrency=args.concurrency,
+        rate_per_minute=args.rate,
+        poll_interval=args.poll_interval,
+        timeout=args.timeout,
+        max_creates=args.max_creates,
+        download_dir=Path(args.download) if args.download else None,
+        handle_signals=True,
+    )
+
+    def on_event(event: Event) -> None:
+        if args.json:
+            print(event.to_json(), flush=True)
+        elif not args.quiet:
+            line = _plain_line(event)
+            if line:
+                print(line, flush=True)
+
+    import anyio
+
+    result = anyio.run(
+        lambda: arun(
+            storyboard,
+            simulate=args.simulate,
+            base_url=args.base_url,
+            manifest=args.manifest,
+            only=args.only,
+            tags=args.tag,
+            force=args.force,
+            options=options,
+            on_event=on_event,
+        )
+    )
+    out = sys.stderr if args.json else sys.stdout
+    for message in result.messages:
+        print(f"vidu-pipe: {message}", file=out)
+    where = manifest_path_for(storyboard, args.manifest)
+    print(
+        f"{len(result.completed)} completed, {len(result.failed)} failed, "
+        f"{len(result.not_started)} not started, {len(result.skipped)} up to date "
+        f"({_count(result.created, 'task')} created); manifest: {where}",
+        file=out,
+    )
+    return result.exit_code
+
+
+def _plain_line(event: Any) -> str | None:
+    d = event.data
+    shot = event.shot
+    kind = event.kind
+    if kind == "created":
+        return f"{shot}: created {d['task_id']}"
+    if kind == "resumed":
+        return f"{shot}: resuming {d['task_id']}"
+    if kind == "completed":
+        return f"{shot}: completed in {d['seconds']:g} s: {d['video_url']}"
+    if kind == "failed":
+        return f"{shot}: FAILED: {d['error']}"
+    if kind == "skipped":
+        return f"{shot}: up to date"
+    if kind == "not-started":
+        return f"{shot}: not started ({d['reason']})"
+    if kind == "rate-limited":
+        return f"{shot}: rate-limited by the relay; all creates pause {d['retry_after']:g} s"
+    if kind == "retried":
+        return f"{shot}: {d['what']} failed ({d['error']}); retrying in {d['delay']:g} s"
+    if kind == "downloaded":
+        return f"{shot}: saved {d['path']} ({d['size']} bytes)"
+    if kind == "run-started":
+        return (
+            f"{d['storyboard']}: {d['create']} to create, {d['resume']} to resume, "
+            f"{d['skip']} up to date"
+        )
+    return None
+
+
 def _not_yet(args: argparse.Namespace) -> int:
     raise UsageError(f"'{args.command}' is not available in this build")
 
@@ -293,7 +385,7 @@ _COMMANDS = {
     "validate": _cmd_validate,
     "plan": _cmd_plan,
     "schema": _cmd_schema,
-    "run": _not_yet,
+    "run": _cmd_run,
     "status": _not_yet,
     "report": _not_yet,
     "simulator": _not_yet,

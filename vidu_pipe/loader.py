@@ -81,11 +81,10 @@ class Document:
 
 
 class _YamlProblem(Exception):
-    def __init__(self, message: str, line: int, column: int, hint: str | None = None) -> None:
+    def __init__(self, message: str, where: tuple[int, int], hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.line = line
-        self.column = column
+        self.line, self.column = where
         self.hint = hint
 
 
@@ -120,7 +119,7 @@ def _scalar(event: Any) -> object:
     if tag in (None, "!"):
         return _resolve_plain(text) if plain else text
     short = tag[len(_TAG) :] if tag.startswith(_TAG) else None
-    line, col = _pos(event.start_mark)
+    where = _pos(event.start_mark)
     if short == "str":
         return text
     if short in ("int", "float", "bool", "null"):
@@ -132,12 +131,11 @@ def _scalar(event: Any) -> object:
             "null": value is None,
         }[short]
         if not ok:
-            raise _YamlProblem(f"{text!r} is not a valid !!{short}", line, col)
+            raise _YamlProblem(f"{text!r} is not a valid !!{short}", where)
         return float(value) if short == "float" else value  # type: ignore[arg-type]
     raise _YamlProblem(
         f"the YAML tag {tag!r} is not supported",
-        line,
-        col,
+        where,
         "storyboards are plain data: remove the tag (quote the value to make it text)",
     )
 
@@ -179,7 +177,9 @@ def parse_yaml(text: str, file: str = "<string>") -> Document:
     try:
         return _parse(text, file)
     except _YamlProblem as exc:
-        raise StoryboardError([Problem(file, exc.line, exc.column, exc.message, hint=exc.hint)])
+        raise StoryboardError(
+            [Problem(file, exc.line, exc.column, exc.message, hint=exc.hint)]
+        ) from None
     except yaml.MarkedYAMLError as exc:
         line, col = _pos(exc.problem_mark)
         message = exc.problem or "invalid YAML"
@@ -190,9 +190,10 @@ def parse_yaml(text: str, file: str = "<string>") -> Document:
             hint = 'a value that contains ": " must be quoted, e.g. prompt: "Wide shot: a beach"'
         elif "found character '\\t'" in message:
             hint = "YAML does not allow tabs for indentation; use spaces"
-        raise StoryboardError([Problem(file, line, col, f"invalid YAML: {message}", hint=hint)])
+        problem = Problem(file, line, col, f"invalid YAML: {message}", hint=hint)
+        raise StoryboardError([problem]) from None
     except yaml.YAMLError as exc:
-        raise StoryboardError([Problem(file, 1, 1, f"invalid YAML: {exc}")])
+        raise StoryboardError([Problem(file, 1, 1, f"invalid YAML: {exc}")]) from None
 
 
 def _events(text: str) -> Iterator[Any]:
@@ -240,11 +241,9 @@ def _parse(text: str, file: str) -> Document:
     for event in _events(text):
         if isinstance(event, yaml.DocumentStartEvent):
             if seen_document:
-                line, col = _pos(event.start_mark)
                 raise _YamlProblem(
                     "a storyboard is one YAML document; found a second one",
-                    line,
-                    col,
+                    _pos(event.start_mark),
                     "remove the '---' line, or split the file",
                 )
             seen_document = True
@@ -264,7 +263,7 @@ def _parse(text: str, file: str) -> Document:
             if not isinstance(event, yaml.ScalarEvent):
                 raise _YamlProblem(
                     "mapping keys must be plain text, not lists, mappings or aliases",
-                    *where,
+                    where,
                 )
             key = _key_text(event)
             if key is not _MERGE:
@@ -273,11 +272,11 @@ def _parse(text: str, file: str) -> Document:
                     first = frame.keys[key]
                     raise _YamlProblem(
                         f"duplicate key '{key}' (first written at line {first[0]})",
-                        *where,
+                        where,
                         "YAML keeps only the last one, which is rarely what was meant",
                     )
                 frame.keys[key] = where
-                positions[(*frame.path, key)] = where
+                positions[frame.path + (key,)] = where
             frame.pending_key = key
             continue
 
@@ -285,7 +284,7 @@ def _parse(text: str, file: str) -> Document:
         if used > budget:
             raise _YamlProblem(
                 f"the document expands to more than {budget} nodes",
-                *where,
+                where,
                 "anchors and aliases are expanded; this looks like an alias bomb",
             )
 
@@ -296,23 +295,23 @@ def _parse(text: str, file: str) -> Document:
             attach(value, 1, where)
         elif isinstance(event, yaml.AliasEvent):
             if event.anchor in open_anchors:
-                raise _YamlProblem(f"the alias *{event.anchor} refers to itself", *where)
+                raise _YamlProblem(f"the alias *{event.anchor} refers to itself", where)
             if event.anchor not in anchors:
-                raise _YamlProblem(f"unknown alias *{event.anchor}", *where)
+                raise _YamlProblem(f"unknown alias *{event.anchor}", where)
             value, size = anchors[event.anchor]
             used += size
             if used > budget:
                 raise _YamlProblem(
                     f"the document expands to more than {budget} nodes",
-                    *where,
+                    where,
                     "anchors and aliases are expanded; this looks like an alias bomb",
                 )
             attach(value, size, where)
         elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             if event.tag not in (None, "!", _TAG + "seq", _TAG + "map"):
-                raise _YamlProblem(f"the YAML tag {event.tag!r} is not supported", *where)
+                raise _YamlProblem(f"the YAML tag {event.tag!r} is not supported", where)
             if len(stack) >= MAX_DEPTH:
-                raise _YamlProblem(f"nesting deeper than {MAX_DEPTH} levels", *where)
+                raise _YamlProblem(f"nesting deeper than {MAX_DEPTH} levels", where)
             path: Path_ = child_path(stack[-1]) if stack else ()
             container: Any = [] if isinstance(event, yaml.SequenceStartEvent) else {}
             stack.append(_Frame(container, path, event.anchor, where))
@@ -340,7 +339,7 @@ def _apply_merges(frame: _Frame, positions: dict[Path_, tuple[int, int]]) -> Non
         sources = value if isinstance(value, list) else [value]
         for source in sources:
             if not isinstance(source, dict):
-                raise _YamlProblem("'<<' merges mappings only", *where)
+                raise _YamlProblem("'<<' merges mappings only", where)
             for key, item in source.items():
                 if key not in merged:
                     merged[key] = item

@@ -64,7 +64,9 @@ class Plan:
         return dict(sorted(out.items()))
 
 
-def select(storyboard: Storyboard, only: Sequence[str] = (), tags: Sequence[str] = ()) -> list[Shot]:
+def select(
+    storyboard: Storyboard, only: Sequence[str] = (), tags: Sequence[str] = ()
+) -> list[Shot]:
     """The shots that ``--only`` globs (on the id, or the id before ``.takeN``) and
     ``--tag`` pick. Both given: a shot must match both. A pattern or tag that
     matches nothing is a usage error, as a typo should not silently run nothing."""
@@ -113,10 +115,23 @@ def plan(
     only: Sequence[str] = (),
     tags: Sequence[str] = (),
     force: bool = False,
+    trusted: bool = True,
 ) -> Plan:
-    """Decide every selected shot against the manifest (None: no manifest yet)."""
+    """Decide every selected shot against the manifest (None: no manifest yet).
+
+    ``trusted=False`` (a real run over a manifest that the simulator wrote)
+    creates every shot: simulated videos are not videos.
+    """
     entries = manifest.entries if manifest is not None else {}
     shots: Iterable[Shot] = select(storyboard, only, tags)
+    if not trusted:
+        return Plan(
+            storyboard,
+            tuple(
+                Step(shot, "create", "only simulated so far", entries.get(shot.id))
+                for shot in shots
+            ),
+        )
     return Plan(
         storyboard,
         tuple(decide(shot, entries.get(shot.id), force=force) for shot in shots),

@@ -20,6 +20,7 @@ from typing import Any
 import jinja2
 import jinja2.nodes
 from jinja2 import sandbox
+from jinja2.exceptions import SecurityError
 from jinja2.loaders import split_template_path
 
 __all__ = ["RenderError", "TemplateEnv"]
@@ -76,12 +77,15 @@ class _Sandbox(sandbox.SandboxedEnvironment):
     ) -> Any:
         if operator_ == "**":
             if isinstance(right, (int, float)) and abs(right) > _MAX_EXPONENT:
-                raise sandbox.SecurityError(f"exponent {right} is too large")
+                raise SecurityError(f"exponent {right} is too large")
             return operator.pow(left, right)
         for seq, times in ((left, right), (right, left)):
-            if isinstance(seq, (str, list, tuple)) and isinstance(times, int):
-                if len(seq) * times > _MAX_REPEAT:
-                    raise sandbox.SecurityError("repeating a sequence that many times")
+            if (
+                isinstance(seq, (str, list, tuple))
+                and isinstance(times, int)
+                and len(seq) * times > _MAX_REPEAT
+            ):
+                raise SecurityError("repeating a sequence that many times")
         return operator.mul(left, right)
 
 
@@ -155,7 +159,7 @@ class TemplateEnv:
                 )
             )
             raise RenderError(f"no template named '{exc.name}'", hint) from None
-        except sandbox.SecurityError as exc:
+        except SecurityError as exc:
             raise RenderError(f"not allowed in the template sandbox: {exc}") from None
         except _ShotRefError as exc:
             raise RenderError(exc.message, exc.hint) from None

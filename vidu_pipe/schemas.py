@@ -100,12 +100,13 @@ def _nearest(word: str, choices: Sequence[str]) -> str | None:
 def _issues_for(error: jsonschema.ValidationError) -> Iterator[SchemaIssue]:
     path = tuple(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
-    kw = error.validator
+    kw = str(error.validator)
+    rule: Any = error.validator_value
     hint = schema.get("x-hint")
     instance = error.instance
 
     if kw == "required":
-        for name in error.validator_value:
+        for name in rule:
             if isinstance(instance, dict) and name not in instance:
                 yield SchemaIssue((*path, name), schema.get("x-message", "is required"), hint)
         return
@@ -122,7 +123,7 @@ def _issues_for(error: jsonschema.ValidationError) -> Iterator[SchemaIssue]:
             )
         return
     if kw == "dependentRequired":
-        for name, needs in error.validator_value.items():
+        for name, needs in rule.items():
             if isinstance(instance, dict) and name in instance:
                 for other in needs:
                     if other not in instance:
@@ -141,11 +142,10 @@ def _issues_for(error: jsonschema.ValidationError) -> Iterator[SchemaIssue]:
     message = schema.get("x-message")
     if message is None:
         if kw == "type":
-            types = error.validator_value
-            types = types if isinstance(types, list) else [types]
-            message = "must be " + " or ".join(_TYPE_NAMES.get(t, t) for t in types)
+            types = rule if isinstance(rule, list) else [rule]
+            message = "must be " + " or ".join(_TYPE_NAMES.get(str(t), str(t)) for t in types)
         elif kw == "enum":
-            message = "must be one of " + ", ".join(json.dumps(v) for v in error.validator_value)
+            message = "must be one of " + ", ".join(json.dumps(v) for v in rule)
         else:
             message = error.message
     if isinstance(instance, str):

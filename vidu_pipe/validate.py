@@ -156,7 +156,9 @@ def build_storyboard(doc: Document, path: Path) -> Storyboard:
     )
 
 
-_EXAMPLE_HINT = "start from: version: 1 / shots: [{id: opening, prompt: ..., model: viduq3p-720p, duration: 5}]"
+_EXAMPLE_HINT = (
+    "start from: version: 1 / shots: [{id: opening, prompt: ..., model: viduq3p-720p, duration: 5}]"
+)
 
 
 def _expand(
@@ -192,9 +194,7 @@ def _expand(
             shot_id, take = f"{source_id}.take{k}", k
             base = seed if seed is not None else _seed_for(source_id)
             take_seed = (base + k - 1) % (schemas.MAX_SEED + 1)
-        shot = _render_one(
-            out, env, shot_id, take, take_seed, merged, variables, assets, origin
-        )
+        shot = _render_one(out, env, shot_id, take, take_seed, merged, variables, assets, origin)
         if shot is not None:
             line = doc.locate(("shots", index))[0]
             tags = tuple(merged.get("tags") or ())

@@ -1,0 +1,177 @@
+"""The library API: ``load``, ``validate``, ``plan``, ``run`` — what the CLI calls.
+
+::
+
+    import vidu_pipe
+
+    board = vidu_pipe.load("pipelines/lighthouse.yaml")        # StoryboardError if invalid
+    print(vidu_pipe.plan(board).count("create"))               # what a run would create
+    result = vidu_pipe.run(board, simulate=True)               # no key, no network
+    assert result.exit_code == 0
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import anyio
+import httpx
+
+from .errors import ConfigError, Problem, StoryboardError
+from .events import EventSink
+from .manifest import Manifest, load_manifest
+from .plan import Plan
+from .plan import plan as _plan
+from .runner import RunOptions, RunResult, execute
+from .storyboard import Storyboard
+from .validate import load
+
+__all__ = ["SIMULATE_TIME_SCALE", "SIMULATOR_BASE_URL", "load", "plan", "run", "validate"]
+
+#: The in-process simulator's base URL: never a real host (``.invalid`` cannot resolve).
+SIMULATOR_BASE_URL = "http://simulator.vidu-pipe.invalid"
+#: ``run --simulate`` compresses time 100x: a 3-minute task takes 1.8 s, and the
+#: rate limit and polling are compressed alike, so the run behaves as a real one.
+SIMULATE_TIME_SCALE = 0.01
+
+
+def validate(path: Path | str) -> list[Problem]:
+    """Every problem in a storyboard file (an empty list when it is valid)."""
+    try:
+        load(path)
+    except StoryboardError as exc:
+        return exc.problems
+    return []
+
+
+def _storyboard(source: Storyboard | Path | str) -> Storyboard:
+    return source if isinstance(source, Storyboard) else load(source)
+
+
+def manifest_path_for(storyboard: Storyboard, manifest: Path | str | None) -> Path:
+    return Path(manifest) if manifest is not None else storyboard.default_manifest_path
+
+
+def plan(
+    storyboard: Storyboard | Path | str,
+    *,
+    manifest: Path | str | None = None,
+    only: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    force: bool = False,
+    simulate: bool = False,
+) -> Plan:
+    """What a run would do to each selected shot, from the manifest on disk."""
+    board = _storyboard(storyboard)
+    found = load_manifest(manifest_path_for(board, manifest))
+    return _plan(board, found, only=only, tags=tags, force=force, trusted=_trusted(found, simulate))
+
+
+def _trusted(manifest: Manifest | None, simulate: bool) -> bool:
+    """Simulated results never count as up to date for a real run."""
+    return manifest is None or manifest.base_url != SIMULATOR_BASE_URL or simulate
+
+
+def options_for(storyboard: Storyboard, **flags: object) -> RunOptions:
+    """RunOptions from defaults, overlaid by the storyboard's ``run:``, overlaid by
+    the flags that are not None (the command line wins)."""
+    s = storyboard.run
+    base = RunOptions()
+    from_board: dict[str, object] = {
+        "concurrency": s.concurrency,
+        "rate_per_minute": s.rate_per_minute,
+        "poll_interval": s.poll_interval,
+        "timeout": s.timeout,
+        "max_creates": s.max_creates,
+        "download_dir": (storyboard.path.parent / s.download) if s.download else None,
+    }
+    merged = {k: v for k, v in from_board.items() if v is not None}
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    return replace(base, **merged)  # type: ignore[arg-type]
+
+
+def run(
+    storyboard: Storyboard | Path | str,
+    *,
+    simulate: bool = False,
+    base_url: str | None = None,
+    manifest: Path | str | None = None,
+    only: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    force: bool = False,
+    options: RunOptions | None = None,
+    on_event: EventSink | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    env: Mapping[str, str] | None = None,
+) -> RunResult:
+    """Run the shots that need it and write the manifest (blocking; see ``arun``)."""
+    return anyio.run(
+        lambda: arun(
+            storyboard,
+            simulate=simulate,
+            base_url=base_url,
+            manifest=manifest,
+            only=only,
+            tags=tags,
+            force=force,
+            options=options,
+            on_event=on_event,
+            transport=transport,
+            env=env,
+        )
+    )
+
+
+async def arun(
+    storyboard: Storyboard | Path | str,
+    *,
+    simulate: bool = False,
+    base_url: str | None = None,
+    manifest: Path | str | None = None,
+    only: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    force: bool = False,
+    options: RunOptions | None = None,
+    on_event: EventSink | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    env: Mapping[str, str] | None = None,
+) -> RunResult:
+    """The async form of :func:`run`."""
+    from .client import ViduClient, resolve_api_key, resolve_base_url
+    from .manifest import ManifestStore
+
+    environ = os.environ if env is None else env
+    board = _storyboard(storyboard)
+    opts = options if options is not None else options_for(board)
+    if simulate:
+        from .simulator import Simulator, SimulatorConfig
+
+        if transport is None:
+            sim = Simulator(SimulatorConfig(time_scale=SIMULATE_TIME_SCALE))
+            transport = sim.transport()
+            opts = replace(opts, time_scale=SIMULATE_TIME_SCALE)
+        url = base_url or SIMULATOR_BASE_URL
+        key: str | None = None
+    else:
+        url = resolve_base_url(base_url, environ)
+        key = resolve_api_key(environ)
+    path = manifest_path_for(board, manifest)
+    existing = load_manifest(path)
+    if simulate and existing is not None and existing.base_url not in (url, SIMULATOR_BASE_URL):
+        raise ConfigError(
+            f"{path} records real tasks at {existing.base_url}; a simulated run would mix "
+            "simulated results into it (use --manifest to simulate into another file)"
+        )
+    the_plan = _plan(
+        board, existing, only=only, tags=tags, force=force, trusted=_trusted(existing, simulate)
+    )
+    with ManifestStore.open(
+        path, storyboard=board.path.name, base_url=url, order=board.ids
+    ) as store:
+        async with ViduClient(url, key, transport=transport) as client:
+            return await execute(
+                the_plan, store=store, client=client, options=opts, on_event=on_event
+            )

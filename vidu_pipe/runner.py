@@ -1,0 +1,534 @@
+"""Run: the plan's shots as tasks on the endpoint, concurrently, into the manifest.
+
+Everything runs inside one anyio task group, one task per shot:
+
+- one ``CapacityLimiter`` caps tasks created and not yet finished (``--concurrency``),
+  resumed tasks included; a shot takes its slot before it creates and gives it
+  back when its task finishes (downloads happen outside the cap);
+- one :class:`~vidu_pipe.ratelimit.CreateGate` spaces the creates (``--rate``) and
+  pauses everyone on a 429;
+- each task is polled on its own :class:`~vidu_pipe.polling.PollSchedule`.
+
+Retries never pay twice for one shot. A create is retried only when it surely
+created nothing: the connection was refused, or the relay answered 429 or 5xx
+(at this relay an error answer created nothing, SPEC §5). A create that got no
+answer may have created a task; it is recorded as failed with that said, and not
+repeated in this run. The task id of a create is on disk (fsynced) before the
+shot's next request, and the send-and-record is shielded from cancellation, so
+neither Ctrl-C nor ``kill -9`` can lose a task that was paid for.
+
+A refused key (401) stops the whole run at once; a spent quota (403) stops
+creating and lets the running tasks finish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from .client import TaskState, ViduClient
+from .errors import AmbiguousCreateError, ApiError, AuthError, QuotaError
+from .events import Event, EventSink
+from .manifest import Download, ManifestEntry, ManifestStore, utc_now
+from .plan import Plan, Step
+from .polling import PollSchedule
+from .ratelimit import Clock, CreateGate
+from .storyboard import Shot
+
+__all__ = ["RunOptions", "RunResult", "execute"]
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 3, 130
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run (command-line flags, over the storyboard's ``run:``, over defaults)."""
+
+    concurrency: int = 4
+    rate_per_minute: int = 20
+    poll_interval: float = 5.0
+    timeout: float = 1800.0
+    max_creates: int | None = None
+    download_dir: Path | None = None
+    #: Run seconds per real second (< 1 compresses time; used with the simulator).
+    time_scale: float = 1.0
+    #: Tries of one create that surely created nothing (429, 5xx, refused connection).
+    create_attempts: int = 8
+    #: Install SIGINT/SIGTERM handlers (only from the main thread: the CLI does).
+    handle_signals: bool = False
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run did. ``exit_code`` follows SPEC §3."""
+
+    completed: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    not_started: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+    created: int = 0
+    resumed: int = 0
+    interrupted: bool = False
+    quota_error: str | None = None
+    messages: tuple[str, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if self.quota_error:
+            return EXIT_CONFIG
+        if self.failed or self.not_started:
+            return EXIT_FAILED
+        return EXIT_OK
+
+
+@dataclass
+class _Tally:
+    completed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    not_started: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    created: int = 0
+    resumed: int = 0
+
+
+def _backoff(attempt: int, rng: random.Random, *, base: float = 1.0, cap: float = 60.0) -> float:
+    """Capped exponential backoff with jitter (half fixed, half random)."""
+    delay = min(cap, base * 2.0 ** (attempt - 1))
+    return delay * (0.5 + 0.5 * rng.random())
+
+
+class _Run:
+    def __init__(
+        self,
+        plan: Plan,
+        store: ManifestStore,
+        client: ViduClient,
+        options: RunOptions,
+        emit: EventSink,
+    ) -> None:
+        self.plan = plan
+        self.store = store
+        self.client = client
+        self.options = options
+        self.emit_event = emit
+        self.clock = Clock(options.time_scale)
+        self.gate = CreateGate(options.rate_per_minute, self.clock)
+        self.slots = anyio.CapacityLimiter(options.concurrency)
+        self.rng = random.Random()
+        self.tally = _Tally()
+        self.creates_reserved = 0
+        self.stopping = False
+        self.interrupted = False
+        self.quota_error: str | None = None
+        self.auth_error: AuthError | None = None
+        self.shots_scope: anyio.CancelScope | None = None
+        self.messages: list[str] = []
+
+    def emit(self, kind: str, shot: str | None = None, **data: object) -> None:
+        self.emit_event(Event(kind, shot, dict(data)))
+
+    # --- the run as a whole ---------------------------------------------------
+
+    async def execute(self) -> RunResult:
+        steps = self.plan.steps
+        self.emit(
+            "run-started",
+            storyboard=str(self.plan.storyboard.path),
+            manifest=str(self.store.path),
+            create=self.plan.count("create"),
+            resume=self.plan.count("resume"),
+            skip=self.plan.count("skip"),
+            concurrency=self.options.concurrency,
+            rate=self.options.rate_per_minute,
+        )
+        # Resumed tasks are already running at the relay: they take the first slots.
+        ordered = sorted(steps, key=lambda s: {"resume": 0, "create": 1, "skip": 2}[s.action])
+        async with anyio.create_task_group() as outer:
+            if self.options.handle_signals:
+                outer.start_soon(self._watch_signals)
+            with anyio.CancelScope() as scope:
+                self.shots_scope = scope
+                async with anyio.create_task_group() as tg:
+                    for step in ordered:
+                        tg.start_soon(self._drive, step)
+            outer.cancel_scope.cancel()
+        if self.auth_error is not None:
+            raise self.auth_error
+        result = RunResult(
+            completed=tuple(self.tally.completed),
+            failed=tuple(self.tally.failed),
+            not_started=tuple(self.tally.not_started),
+            skipped=tuple(self.tally.skipped),
+            created=self.tally.created,
+            resumed=self.tally.resumed,
+            interrupted=self.interrupted,
+            quota_error=self.quota_error,
+            messages=tuple(self.messages),
+        )
+        self.emit(
+            "run-finished",
+            completed=len(result.completed),
+            failed=len(result.failed),
+            not_started=len(result.not_started),
+            skipped=len(result.skipped),
+            created=result.created,
+            exit_code=result.exit_code,
+        )
+        return result
+
+    async def _watch_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                if self.interrupted:
+                    # Second Ctrl-C: leave now. Every record on disk is whole already:
+                    # journal lines are fsynced one by one and compactions are renames.
+                    os._exit(EXIT_INTERRUPTED)
+                self.interrupted = True
+                self.stopping = True
+                self.messages.append(
+                    "interrupted: no new tasks; submitted tasks keep their ids and resume "
+                    "on the next run (press Ctrl-C again to quit at once)"
+                )
+                self.emit("interrupted")
+                if self.shots_scope is not None:
+                    self.shots_scope.cancel()
+
+    def _stop_all(self, error: AuthError) -> None:
+        if self.auth_error is None:
+            self.auth_error = error
+        self.stopping = True
+        if self.shots_scope is not None:
+            self.shots_scope.cancel()
+
+    # --- one shot -------------------------------------------------------------
+
+    async def _drive(self, step: Step) -> None:
+        shot = step.shot
+        try:
+            if step.action == "skip":
+                self.tally.skipped.append(shot.id)
+                self.emit("skipped", shot.id, reason=step.reason)
+                if self.options.download_dir is not None and step.entry is not None:
+                    await self._ensure_download(shot, step.entry)
+                return
+            url = await self._task(step)
+            if url is not None and self.options.download_dir is not None:
+                await self._download(shot, url)
+        except AuthError as exc:
+            self._stop_all(exc)
+        except anyio.get_cancelled_exc_class():
+            if shot.id not in self._settled():
+                self.tally.not_started.append(shot.id)
+            raise
+
+    def _settled(self) -> set[str]:
+        t = self.tally
+        return {*t.completed, *t.failed, *t.not_started, *t.skipped}
+
+    async def _task(self, step: Step) -> str | None:
+        """Create (or resume) the shot's task and wait for it; returns the video URL."""
+        shot = step.shot
+        if self.slots.available_tokens == 0:
+            self.emit("waiting", shot.id, reason="concurrency", seconds=None)
+        async with self.slots:
+            if step.action == "resume":
+                assert step.entry is not None and step.entry.task_id is not None
+                entry = step.entry
+                self.tally.resumed += 1
+                self.emit("resumed", shot.id, task_id=entry.task_id)
+            else:
+                created = await self._create(shot, step.entry)
+                if created is None:
+                    return None
+                entry = created
+            return await self._wait(shot, entry)
+
+    def _not_started(self, shot: Shot, reason: str) -> None:
+        self.tally.not_started.append(shot.id)
+        self.emit("not-started", shot.id, reason=reason)
+
+    def _fail(self, shot: Shot, entry: ManifestEntry, error: str) -> None:
+        self.store.set(shot.id, entry.replace(status="failed", error=error, progress=None))
+        self.tally.failed.append(shot.id)
+        self.emit("failed", shot.id, task_id=entry.task_id, error=error)
+
+    async def _create(self, shot: Shot, previous: ManifestEntry | None) -> ManifestEntry | None:
+        cap = self.options.max_creates
+        if cap is not None and self.creates_reserved >= cap:
+            self._not_started(shot, f"--max-creates {cap} reached")
+            return None
+        self.creates_reserved += 1
+        attempts = previous.attempts if previous is not None else 0
+        base = ManifestEntry(
+            status="pending",
+            fingerprint=shot.fingerprint,
+            request=shot.request,
+            attempts=attempts,
+        )
+        attempt = 0
+        while True:
+            if self.stopping or self.quota_error:
+                self.creates_reserved -= 1
+                reason = "interrupted" if self.stopping else "quota spent"
+                self._not_started(shot, reason)
+                return None
+            attempt += 1
+            wait = self.gate.expected_wait()
+            if wait > 0.5:
+                self.emit("waiting", shot.id, reason="rate-limit", seconds=round(wait, 1))
+            await self.gate.acquire()
+            if self.stopping or self.quota_error:
+                continue
+            try:
+                # Shielded: once a create is on the wire, neither Ctrl-C nor a refused key
+                # elsewhere may drop its answer before the task id is on disk.
+                with anyio.CancelScope(shield=True):
+                    state = await self.client.create(shot.request)
+                    entry = base.replace(
+                        status="submitted",
+                        task_id=state.task_id,
+                        attempts=attempts + 1,
+                        error=None,
+                        video_url=None,
+                        submitted_at=utc_now(),
+                        finished_at=None,
+                        download=None,
+                    )
+                    self.store.set(shot.id, entry, durable=True)
+            except QuotaError as exc:
+                self.creates_reserved -= 1
+                if self.quota_error is None:
+                    self.quota_error = exc.message
+                    self.messages.append(
+                        f"the relay refused to create more tasks ({exc.message}); "
+                        "running tasks were allowed to finish"
+                    )
+                self._not_started(shot, "quota spent")
+                return None
+            except AmbiguousCreateError as exc:
+                error = (
+                    f"the create got no answer ({exc.message}): a task may exist and be "
+                    "billed, so it was not repeated in this run; the next run creates it again"
+                )
+                self._fail(shot, base.replace(attempts=attempts + 1), error)
+                return None
+            except AuthError:
+                raise
+            except ApiError as exc:
+                if exc.retryable and attempt < self.options.create_attempts:
+                    if exc.status_code == 429:
+                        hint = None if exc.retry_after is None else exc.retry_after
+                        pause = self.gate.refused(
+                            None if hint is None else self.clock.from_wire(hint)
+                        )
+                        self.emit("rate-limited", shot.id, retry_after=round(pause, 2))
+                    else:
+                        delay = _backoff(attempt, self.rng)
+                        self.emit(
+                            "retried",
+                            shot.id,
+                            what="create",
+                            attempt=attempt,
+                            error=exc.message,
+                            delay=round(delay, 2),
+                        )
+                        await self.clock.sleep(delay)
+                    continue
+                self.creates_reserved -= 1
+                self._fail(shot, base, exc.message)
+                return None
+            self.gate.created()
+            self.tally.created += 1
+            self.emit("created", shot.id, task_id=entry.task_id, attempt=entry.attempts)
+            return entry
+
+    async def _wait(self, shot: Shot, entry: ManifestEntry) -> str | None:
+        """Poll one task until it finishes, fails or times out; returns the video URL."""
+        assert entry.task_id is not None
+        start = self.clock.now()
+        deadline = start + self.options.timeout
+        schedule = PollSchedule(self.options.poll_interval, started=start)
+        failures = 0
+        last: tuple[str, int | None] | None = None
+        delay = schedule.next_delay(start)
+        while True:
+            now = self.clock.now()
+            await self.clock.sleep(min(delay, max(0.0, deadline - now)))
+            if self.clock.now() >= deadline:
+                error = (
+                    f"gave up waiting after {self.options.timeout:g} s; the task is still "
+                    "submitted and the next run resumes it"
+                )
+                self.store.set(shot.id, entry.replace(error=error))
+                self.tally.failed.append(shot.id)
+                self.emit("failed", shot.id, task_id=entry.task_id, error=error)
+                return None
+            try:
+                state = await self.client.query(entry.task_id)
+            except AuthError:
+                raise
+            except ApiError as exc:
+                if exc.retryable or exc.status_code is None:
+                    failures += 1
+                    delay = _backoff(failures, self.rng, base=1.0, cap=60.0)
+                    if exc.retry_after is not None:
+                        delay = max(delay, self.clock.from_wire(exc.retry_after))
+                    self.emit(
+                        "retried",
+                        shot.id,
+                        what="query",
+                        attempt=failures,
+                        error=exc.message,
+                        delay=round(delay, 2),
+                    )
+                    continue
+                self._fail(shot, entry, f"querying task {entry.task_id} failed: {exc.message}")
+                return None
+            failures = 0
+            now = self.clock.now()
+            if state.status == "completed":
+                return self._completed(shot, entry, state, now - start)
+            if state.status == "failed":
+                self._fail(shot, entry, state.error or "the task failed (no reason given)")
+                return None
+            schedule.observe(now, state.status, state.progress)
+            if (state.status, state.progress) != last:
+                last = (state.status, state.progress)
+                entry = entry.replace(progress=state.progress)
+                self.store.set(shot.id, entry, durable=False)
+                self.emit(
+                    "progress",
+                    shot.id,
+                    task_id=entry.task_id,
+                    status=state.status,
+                    progress=state.progress,
+                )
+            delay = schedule.next_delay(now)
+
+    def _completed(self, shot: Shot, entry: ManifestEntry, state: TaskState, took: float) -> str:
+        assert state.video_url is not None
+        done = entry.replace(
+            status="completed",
+            video_url=state.video_url,
+            error=None,
+            progress=None,
+            finished_at=utc_now(),
+            download=None,
+        )
+        self.store.set(shot.id, done, durable=True)
+        self.tally.completed.append(shot.id)
+        self.emit(
+            "completed",
+            shot.id,
+            task_id=entry.task_id,
+            video_url=state.video_url,
+            seconds=round(took, 1),
+        )
+        return state.video_url
+
+    # --- downloads ------------------------------------------------------------
+
+    def _destination(self, shot: Shot) -> Path:
+        folder = self.options.download_dir
+        assert folder is not None
+        # Shot ids match [A-Za-z0-9][A-Za-z0-9._-]*, so this never leaves the folder.
+        return folder / f"{shot.id}.mp4"
+
+    async def _ensure_download(self, shot: Shot, entry: ManifestEntry) -> None:
+        """For an up-to-date shot: fetch the video again only if missing or corrupt."""
+        dest = self._destination(shot)
+        if entry.download is not None and await anyio.to_thread.run_sync(
+            _file_matches, dest, entry.download.size, entry.download.sha256
+        ):
+            return
+        if entry.video_url:
+            await self._download(shot, entry.video_url)
+
+    async def _download(self, shot: Shot, url: str) -> None:
+        dest = self._destination(shot)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, 4):
+            try:
+                size, sha256 = await self.client.download(url, dest)
+                break
+            except AuthError:
+                raise
+            except ApiError as exc:
+                if exc.retryable and attempt < 3:
+                    delay = _backoff(attempt, self.rng)
+                    self.emit(
+                        "retried",
+                        shot.id,
+                        what="download",
+                        attempt=attempt,
+                        error=exc.message,
+                        delay=round(delay, 2),
+                    )
+                    await self.clock.sleep(delay)
+                    continue
+                error = (
+                    f"download failed: {exc.message} (video URLs expire after about 24 hours; "
+                    f"`--force --only {shot.id}` makes the video again)"
+                )
+                self.emit("failed", shot.id, task_id=None, error=error)
+                if shot.id in self.tally.completed:
+                    self.tally.completed.remove(shot.id)
+                if shot.id in self.tally.skipped:
+                    self.tally.skipped.remove(shot.id)
+                self.tally.failed.append(shot.id)
+                return
+        entry = self.store.get(shot.id)
+        if entry is not None:
+            record = Download(
+                path=_relative(dest, self.store.path.parent), size=size, sha256=sha256
+            )
+            self.store.set(shot.id, entry.replace(download=record))
+        self.emit("downloaded", shot.id, path=str(dest), size=size, sha256=sha256)
+
+
+def _file_matches(path: Path, size: int, sha256: str) -> bool:
+    try:
+        if path.stat().st_size != size:
+            return False
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest() == sha256
+    except OSError:
+        return False
+
+
+def _relative(path: Path, start: Path) -> str:
+    try:
+        return os.path.relpath(path, start)
+    except ValueError:
+        return str(path.resolve())
+
+
+async def execute(
+    plan: Plan,
+    *,
+    store: ManifestStore,
+    client: ViduClient,
+    options: RunOptions,
+    on_event: EventSink | None = None,
+) -> RunResult:
+    """Run ``plan`` against ``client``, recording every state change in ``store``.
+
+    Raises AuthError when the relay refuses the key (after recording what it knows).
+    """
+    return await _Run(plan, store, client, options, on_event or (lambda _e: None)).execute()
+
+
+def selected_ids(plan: Plan) -> Sequence[str]:
+    return [s.shot.id for s in plan.steps]
