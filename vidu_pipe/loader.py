@@ -276,7 +276,8 @@ def _parse(text: str, file: str) -> Document:
                         "YAML keeps only the last one, which is rarely what was meant",
                     )
                 frame.keys[key] = where
-                positions[frame.path + (key,)] = where
+                key_path: Path_ = (*frame.path, key)
+                positions[key_path] = where
             frame.pending_key = key
             continue
 
