@@ -150,7 +150,9 @@ async def arun(
         from .simulator import Simulator, SimulatorConfig
 
         if transport is None:
-            sim = Simulator(SimulatorConfig(time_scale=SIMULATE_TIME_SCALE))
+            # A fresh seed per run: task ids of two simulated runs must never collide.
+            seed = int.from_bytes(os.urandom(4), "big")
+            sim = Simulator(SimulatorConfig(time_scale=SIMULATE_TIME_SCALE, seed=seed))
             transport = sim.transport()
             opts = replace(opts, time_scale=SIMULATE_TIME_SCALE)
         url = base_url or SIMULATOR_BASE_URL

@@ -129,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dialect", choices=["seed", "new-api"], default="seed")
     p.add_argument("--key", metavar="K", help="the bearer key it accepts (default: any)")
     p.add_argument("--seed", type=int, default=0, help="random seed for faults")
+    p.add_argument(
+        "--rate-limit", type=_positive_int, metavar="N", help="answer 429 above N creates a minute"
+    )
+    p.add_argument("--quota", type=_non_negative_int, metavar="N", help="403 after N creates")
     return parser
 
 
@@ -377,6 +381,27 @@ def _plain_line(event: Any) -> str | None:
     return None
 
 
+# --- simulator --------------------------------------------------------------
+
+
+def _cmd_simulator(args: argparse.Namespace) -> int:
+    from .simulator import SimulatorConfig, serve
+
+    if not 0.0 <= args.fail_rate <= 1.0:
+        raise UsageError("--fail-rate must be from 0 to 1")
+    config = SimulatorConfig(
+        key=args.key,
+        time_scale=args.time_scale,
+        seed=args.seed,
+        dialect=args.dialect,
+        fail_rate=args.fail_rate,
+        rate_limit_per_minute=args.rate_limit,
+        quota=args.quota,
+    )
+    serve(config, host=args.host, port=args.port)
+    return EXIT_OK
+
+
 def _not_yet(args: argparse.Namespace) -> int:
     raise UsageError(f"'{args.command}' is not available in this build")
 
@@ -388,5 +413,5 @@ _COMMANDS = {
     "run": _cmd_run,
     "status": _not_yet,
     "report": _not_yet,
-    "simulator": _not_yet,
+    "simulator": _cmd_simulator,
 }
