@@ -1,0 +1,805 @@
+"""The client of the relay's task endpoint: one attempt per call, every outcome classified.
+
+Retries and scheduling live in the scheduler. This module sends each request once and turns
+whatever comes back into a :class:`TaskState` or into one error of :mod:`vidu_pipe.errors`; no
+httpx exception ever leaves it. ``retryable`` says whether the *same* request may be sent again
+after a backoff; ``retry_after`` carries the relay's ``Retry-After`` in seconds::
+
+    what happened                                create                   query
+    ------------------------------------------   ----------------------   ---------------------
+    2xx with a task object                       TaskState                TaskState
+    2xx, completed but no video URL              TaskState(in_progress)   ApiError(retryable)
+    2xx with garbage or no task id               AmbiguousCreateError     ApiError(retryable)
+    2xx with an error envelope (code, data:null) AmbiguousCreateError     ApiError
+    3xx (not followed: check the base URL)       ApiError                 ApiError
+    400 (task_not_exist, a bad field, ...)       ApiError                 ApiError
+    401 key invalid, expired or used up          AuthError                AuthError
+    403 insufficient_user_quota, banned key      QuotaError               QuotaError
+    404                                          ApiError                 /v1/videos/{id} (*)
+    408, 429                                     ApiError(retryable, retry_after)
+    5xx with the relay's JSON error body         ApiError(retryable)      ApiError(retryable)
+    5xx model_not_found                          ApiError                 ApiError(retryable)
+    5xx without one (a gateway's HTML page)      AmbiguousCreateError     ApiError(retryable)
+    any other status                             ApiError                 ApiError
+    connect error, connect or pool timeout       ApiError(retryable)      ApiError(retryable)
+    bad URL, unsupported scheme, bad header      ApiError                 ApiError
+    read/write timeout or error, dropped answer  AmbiguousCreateError     ApiError(retryable)
+
+(*) then the alias's answer, classified by this table, or ApiError when it is a 404 too.
+
+Why create differs: at this relay a create answered with an error status created nothing
+(SPEC §5), but a create that got no answer may have created a billed task, so it is never sent
+again blindly. A 5xx without the relay's own error body comes from something in front of the
+relay (a gateway that timed out waiting for it), so the relay may have accepted the task.
+``model_not_found`` means no channel serves the model: retrying a create will not help soon. A
+query only reads, so every transient failure of a query is retryable.
+
+Downloads go to the video host, never with the key: 408, 429 and 5xx are retryable, other
+statuses not; every transport failure is retryable (a GET may be repeated).
+
+The key never appears in a message, a repr or a log line: the debug log of
+``vidu_pipe.client`` shows method, URL (without its query) and status, with ``Authorization``
+redacted, and text from the relay is scrubbed of the key before it goes into a message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO, Final, Literal
+from urllib.parse import quote, urlsplit
+
+import anyio
+import httpx
+
+from vidu_pipe import __version__
+from vidu_pipe.errors import AmbiguousCreateError, ApiError, AuthError, ConfigError, QuotaError
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "TaskState",
+    "TaskStatus",
+    "ViduClient",
+    "parse_retry_after",
+    "parse_task",
+    "resolve_api_key",
+    "resolve_base_url",
+]
+
+logger = logging.getLogger("vidu_pipe.client")
+
+DEFAULT_BASE_URL: Final = "https://api.aijisu.cn"
+
+TaskStatus = Literal["queued", "in_progress", "completed", "failed"]
+
+_CREATE_ROUTE: Final = "v1/video/generations"
+_QUERY_ROUTE: Final = "v1/video/generations"
+_QUERY_ALIAS: Final = "v1/videos"
+
+_Op = Literal["create", "query", "download"]
+
+# Visible ASCII only: anything else cannot travel in a header, and httpx would fail with an
+# exception that carries the whole value.
+_HEADER_SAFE: Final = re.compile(r"[\x21-\x7e]+")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    """One task as the relay last described it, in the four statuses of the spec.
+
+    ``video_url`` is set exactly when ``status`` is ``completed``, ``error`` exactly when it is
+    ``failed``; ``progress`` is 0–100 when the relay said, else None.
+    """
+
+    task_id: str
+    status: TaskStatus
+    progress: int | None
+    video_url: str | None
+    error: str | None
+
+
+def resolve_api_key(env: Mapping[str, str] = os.environ) -> str:
+    """The relay key from ``VIDU_API_KEY`` (and nowhere else), stripped of surrounding blanks.
+
+    Raises :class:`ConfigError` when it is missing, blank or cannot be sent in a header.
+    """
+    key = env.get("VIDU_API_KEY", "").strip()
+    if not key:
+        raise ConfigError(
+            "VIDU_API_KEY is not set: export the relay's key (export VIDU_API_KEY=...); "
+            "vidu-pipe reads it only from the environment (--simulate needs no key)"
+        )
+    if not _HEADER_SAFE.fullmatch(key):
+        raise ConfigError(
+            "VIDU_API_KEY contains spaces, line breaks or non-ASCII characters, "
+            "so it cannot be sent in a header"
+        )
+    return key
+
+
+def resolve_base_url(flag: str | None, env: Mapping[str, str] = os.environ) -> str:
+    """The endpoint base: the flag, else ``VIDU_BASE_URL``, else :data:`DEFAULT_BASE_URL`.
+
+    The result is normalised as :class:`ViduClient` does it (no trailing slash, no ``/v1``);
+    a URL that is not http(s) raises :class:`ConfigError` naming where it came from.
+    """
+    if flag is not None and flag.strip():
+        return _normalise_base_url(flag, source="--base-url")
+    from_env = env.get("VIDU_BASE_URL", "").strip()
+    if from_env:
+        return _normalise_base_url(from_env, source="VIDU_BASE_URL")
+    return DEFAULT_BASE_URL
+
+
+def _normalise_base_url(value: str, *, source: str = "the base URL") -> str:
+    text = value.strip()
+    hint = "give an http(s) URL such as https://api.aijisu.cn"
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"{source} {text!r} is not a URL ({exc}); {hint}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(f"{source} {text!r} is not an http(s) URL; {hint}")
+    if url.userinfo:
+        raise ConfigError(f"{source} must not carry a user name or password; {hint}")
+    if url.query or url.fragment:
+        raise ConfigError(f"{source} {text!r} must not have a query or fragment; {hint}")
+    path = url.path.rstrip("/")
+    # OpenAI-style tools take the base with /v1; the routes here add it themselves.
+    if path.lower().endswith("/v1"):
+        path = path[:-3]
+    return f"{url.scheme}://{url.netloc.decode('ascii')}{path}"
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds (fractions allowed) or an
+    HTTP-date (a date in the past gives 0). None when absent or unreadable."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    current = now if now is not None else datetime.now(timezone.utc)
+    return max(0.0, (when - current).total_seconds())
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading answers leniently (SPEC §1)
+
+
+def _words(status: TaskStatus, words: str) -> dict[str, TaskStatus]:
+    return dict.fromkeys(words.split(), status)
+
+
+def _paths(dotted: str) -> tuple[tuple[str | int, ...], ...]:
+    return tuple(
+        tuple(int(step) if step.isdigit() else step for step in path.split("."))
+        for path in dotted.split()
+    )
+
+
+# The spec's own words, new-api's (SUBMITTED, NOT_START, ...) and Vidu's (created, queueing, ...).
+_STATUS_WORDS: Final[Mapping[str, TaskStatus]] = {
+    **_words(
+        "queued",
+        "queued queue queueing queuing in_queue submitted not_start not_started pending created"
+        " waiting accepted scheduled",
+    ),
+    **_words("in_progress", "in_progress processing running started generating progress"),
+    **_words("completed", "completed complete success succeeded successful succeed done finished"),
+    **_words(
+        "failed",
+        "failed failure fail error errored cancelled canceled expired rejected aborted timeout"
+        " timed_out",
+    ),
+}
+
+# Where relays put the video URL, most specific first.
+_URL_PATHS: Final = _paths(
+    "video_url result_url url metadata.url metadata.video_url output.url output.video_url output"
+    " result.url result.video_url result data.video_url data.url data.result_url video.url video"
+    " videos.0.url videos.0.video_url videos.0 video_urls.0 creations.0.url outputs.0.url outputs.0"
+    " results.0.url results.0"
+)
+
+# Keys that say a task went wrong even without a status; "message" is not one of them, as
+# relays put "ok" there too.
+_ERROR_PATHS: Final = _paths("error fail_reason failure_reason error_message err_msg")
+_REASON_PATHS: Final = (*_ERROR_PATHS, *_paths("reason err_code message"))
+_ID_PATHS: Final = _paths("task_id id")
+_SUCCESS_CODES: Final = frozenset({"success", "ok", "0", "200"})
+_NO_REASON: Final = "the relay reported the task failed without a reason"
+
+
+def parse_task(data: object, *, task_id: str | None = None) -> TaskState:
+    """Read one decoded JSON answer about a task into a :class:`TaskState`.
+
+    Accepts the spec's plain object, the new-api wrapper ``{"code","message","data":{...}}``,
+    the OpenAI video object (URL in ``metadata.url``) and Vidu's own ``state`` words; the URL
+    is searched in the usual places. ``task_id``, when given, wins over the id in the answer
+    (it is the id the caller asked about). A status word not known here counts as
+    ``in_progress``, or as ``failed`` when the answer carries an error: relays add stage names,
+    and the scheduler's timeout bounds a task that never leaves one.
+
+    Raises :class:`ApiError` with ``retryable=True`` for garbage (not an object, neither status
+    nor id, no id at all) and for a completed task without a video URL; an error envelope
+    (``{"code":"task_not_exist","message":..,"data":null}`` or ``{"error":{...}}``) raises
+    :class:`ApiError` with its code, not retryable, as the same body with a 400 would.
+    """
+    return _parse_task(data, task_id=task_id, require_url=True)
+
+
+def _parse_task(data: object, *, task_id: str | None, require_url: bool) -> TaskState:
+    if not isinstance(data, Mapping):
+        raise ApiError(f"the answer is {_kind(data)}, not a task object", retryable=True)
+    task: Mapping[str, Any] = data
+    if not _has_any(data, ("status", "state", "id", "task_id")):
+        inner = data.get("data")
+        if isinstance(inner, Mapping):
+            task = inner
+        else:
+            message, code = _json_error(data)
+            failed_code = code is not None and code.lower() not in _SUCCESS_CODES
+            if data.get("error") or failed_code:
+                raise ApiError(
+                    f"the relay answered with an error: {message or 'no message'}", code=code
+                )
+    places = (task, data) if task is not data else (task,)
+    found_id = _first(places, _ID_PATHS, _text)
+    raw_status = task.get("status") if task.get("status") is not None else task.get("state")
+    if raw_status is None and found_id is None:
+        raise ApiError("the answer has neither a status nor a task id", retryable=True)
+    tid = task_id or found_id
+    if not tid:
+        raise ApiError("the answer has no task id", retryable=True)
+
+    url = _first(places, _URL_PATHS, _http_url)
+    has_error = _first(places, _ERROR_PATHS, _reason_text) is not None
+    status: TaskStatus
+    if raw_status is None:
+        status = "completed" if url else "failed" if has_error else "queued"
+    else:
+        word = re.sub(r"[\s-]+", "_", str(raw_status).strip().lower())
+        known = _STATUS_WORDS.get(word)
+        if known is None:
+            status = "failed" if has_error else "in_progress"
+            logger.debug("task %s: unknown status %r read as %s", tid, raw_status, status)
+        else:
+            status = known
+    if status == "completed" and url is None:
+        if require_url:
+            raise ApiError(
+                f"task {tid} is completed but the answer has no video URL", retryable=True
+            )
+        status = "in_progress"
+
+    error = None
+    if status == "failed":
+        error = _first(places, _REASON_PATHS, _reason_text) or _NO_REASON
+    return TaskState(
+        task_id=tid,
+        status=status,
+        progress=_progress(task.get("progress")),
+        video_url=url if status == "completed" else None,
+        error=error,
+    )
+
+
+def _kind(data: object) -> str:
+    if isinstance(data, list):
+        return "a JSON list"
+    if data is None:
+        return "null"
+    return f"a JSON {type(data).__name__}"
+
+
+def _has_any(data: Mapping[str, Any], keys: tuple[str, ...]) -> bool:
+    return any(data.get(key) is not None for key in keys)
+
+
+def _dig(obj: object, path: tuple[str | int, ...]) -> object:
+    for step in path:
+        if isinstance(step, str) and isinstance(obj, Mapping):
+            obj = obj.get(step)
+        elif isinstance(step, int) and isinstance(obj, list) and len(obj) > step:
+            obj = obj[step]
+        else:
+            return None
+    return obj
+
+
+def _first(
+    places: tuple[Mapping[str, Any], ...],
+    paths: tuple[tuple[str | int, ...], ...],
+    read: Callable[[object], str | None],
+) -> str | None:
+    """The first value ``read`` accepts at one of ``paths``, in the first place having one."""
+    for place in places:
+        for path in paths:
+            value = read(_dig(place, path))
+            if value is not None:
+                return value
+    return None
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _http_url(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return None
+    return text if parts.scheme.lower() in ("http", "https") and parts.netloc else None
+
+
+def _reason_text(value: object) -> str | None:
+    if isinstance(value, Mapping):
+        for key in ("message", "msg", "detail", "reason", "code", "type"):
+            text = _reason_text(value.get(key))
+            if text is not None:
+                return text
+        return None
+    if isinstance(value, float) and math.isfinite(value):
+        return str(value)
+    return _text(value)
+
+
+def _progress(value: object) -> int | None:
+    number: float
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip().removesuffix("%").strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if not math.isfinite(number):
+        return None
+    # Truncated, not rounded: 99.6 is not done.
+    return max(0, min(100, int(number)))
+
+
+def _json_error(data: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(message, code) from ``{"error":{"message","type","code"}}``, ``{"error":"text"}`` or
+    ``{"code","message","data":null}``."""
+    error = data.get("error")
+    if isinstance(error, Mapping):
+        message = _text(error.get("message")) or _text(error.get("msg"))
+        return message, _text(error.get("code")) or _text(error.get("type"))
+    message = (
+        _text(error)
+        or _text(data.get("message"))
+        or _text(data.get("msg"))
+        or _text(data.get("detail"))
+    )
+    return message, _text(data.get("code"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Logging without the key
+
+
+def _safe_url(url: httpx.URL | str) -> str:
+    """Scheme, host, port and path: a query may hold a signed token, userinfo a password."""
+    try:
+        parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+    except httpx.InvalidURL:
+        return "<invalid URL>"
+    return f"{parsed.scheme}://{parsed.netloc.decode('ascii')}{parsed.path}"
+
+
+def _redacted_headers(headers: httpx.Headers) -> dict[str, str]:
+    return {
+        name: "***" if name.lower() in ("authorization", "proxy-authorization") else value
+        for name, value in headers.items()
+    }
+
+
+async def _log_request(request: httpx.Request) -> None:
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "%s %s headers=%s",
+            request.method,
+            _safe_url(request.url),
+            _redacted_headers(request.headers),
+        )
+
+
+async def _log_response(response: httpx.Response) -> None:
+    if logger.isEnabledFor(logging.DEBUG):
+        request = response.request
+        logger.debug("%s %s -> %d", request.method, _safe_url(request.url), response.status_code)
+
+
+# ---------------------------------------------------------------------------------------------
+# The client
+
+_PRE_SEND_FATAL: Final = (
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+    httpx.InvalidURL,
+    httpx.TooManyRedirects,
+)
+# Raised before a byte of the request left: the connection never stood.
+_PRE_SEND_RETRYABLE: Final = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+)
+
+
+class ViduClient:
+    """Single attempts against the relay's task endpoint, over one ``httpx.AsyncClient``.
+
+    ``api_key`` None sends no ``Authorization`` (the simulator needs none). ``transport``
+    replaces the network (``httpx.MockTransport``, an ASGI transport). Use it as an async
+    context manager, or call :meth:`aclose`. Raises :class:`ConfigError` for a base URL that is
+    not http(s) or a key that cannot be sent.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self._base_url = _normalise_base_url(base_url)
+        if api_key is not None and not _HEADER_SAFE.fullmatch(api_key):
+            raise ConfigError(
+                "the API key is empty or contains spaces, line breaks or non-ASCII characters"
+            )
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ConfigError(
+                f"the HTTP timeout must be a positive number of seconds, not {timeout}"
+            )
+        self._api_key = api_key
+        self._query_route = _QUERY_ROUTE
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            headers={"User-Agent": f"vidu-pipe/{__version__}"},
+            event_hooks={"request": [_log_request], "response": [_log_response]},
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The normalised base URL, without a trailing slash."""
+        return self._base_url
+
+    def __repr__(self) -> str:
+        key = "None" if self._api_key is None else "'***'"
+        return f"ViduClient(base_url={self._base_url!r}, api_key={key})"
+
+    async def __aenter__(self) -> ViduClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._client.aclose()
+
+    async def create(self, body: Mapping[str, Any]) -> TaskState:
+        """POST ``body`` as JSON to ``{base}/v1/video/generations``; the new task's state.
+
+        A completed answer without a URL reads as ``in_progress``: the task exists, and a
+        query will bring the URL. See the module's table for the errors; a body JSON cannot
+        encode raises ``TypeError`` or ``ValueError`` before anything is sent.
+        """
+        content = json.dumps(
+            dict(body), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode("utf-8")
+        headers = {**self._auth(), "Content-Type": "application/json", "Accept": "application/json"}
+        response = await self._send(
+            "POST",
+            self._url(_CREATE_ROUTE),
+            action="create",
+            op="create",
+            headers=headers,
+            content=content,
+        )
+        self._raise_for_response(response, action="create", op="create")
+        try:
+            return self._read_task(response, action="create", task_id=None)
+        except ApiError as exc:
+            raise AmbiguousCreateError(
+                f"{exc.message}; a task may have been created, so it is not created again blindly",
+                status_code=exc.status_code,
+                code=exc.code,
+            ) from exc
+
+    async def query(self, task_id: str) -> TaskState:
+        """GET ``{base}/v1/video/generations/{task_id}``; the task's state.
+
+        When that route answers 404, the compatible ``{base}/v1/videos/{task_id}`` is asked
+        instead, and used from then on if it exists.
+        """
+        if not task_id:
+            raise ValueError("task_id is empty")
+        quoted = quote(task_id, safe="")
+        action = f"query {task_id}"
+        headers = {**self._auth(), "Accept": "application/json"}
+        route = self._query_route
+        response = await self._send(
+            "GET", self._url(f"{route}/{quoted}"), action=action, op="query", headers=headers
+        )
+        if response.status_code == 404 and route == _QUERY_ROUTE:
+            alias = await self._send(
+                "GET",
+                self._url(f"{_QUERY_ALIAS}/{quoted}"),
+                action=action,
+                op="query",
+                headers=headers,
+            )
+            # Both routes missing: the documented route's answer says more.
+            if alias.status_code != 404:
+                logger.debug("%s answers 404; querying %s from now on", route, _QUERY_ALIAS)
+                self._query_route = _QUERY_ALIAS
+                response = alias
+        self._raise_for_response(response, action=action, op="query")
+        return self._read_task(response, action=action, task_id=task_id)
+
+    async def download(self, url: str, dest: Path) -> tuple[int, str]:
+        """Stream ``url`` into ``dest`` atomically; ``(size in bytes, sha256 hex)``.
+
+        Redirects are followed and no ``Authorization`` is sent: the video host is not the
+        relay. The bytes go to a temporary file beside ``dest``, are fsynced, then renamed over
+        it; on any failure (or cancellation) the temporary file is removed and ``dest`` is
+        left as it was. Errors are :class:`ApiError`; a local file error is an ``OSError``.
+        """
+        action = f"download {_safe_url(url)}"
+        if _http_url(url) is None:
+            raise ApiError(f"{action}: not an http(s) URL")
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            async with self._client.stream(
+                "GET", url.strip(), headers={"Accept": "*/*"}, follow_redirects=True
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    self._raise_for_response(response, action=action, op="download")
+                return await _write_atomically(response, dest, action=action)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise self._map_transport_error(exc, action=action, op="download") from exc
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return f"{self._base_url}/{path}"
+
+    def _auth(self) -> dict[str, str]:
+        return {} if self._api_key is None else {"Authorization": f"Bearer {self._api_key}"}
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the key: relays may echo the token they refuse."""
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+    def _read_task(
+        self, response: httpx.Response, *, action: str, task_id: str | None
+    ) -> TaskState:
+        """The task in a 2xx answer, else :class:`ApiError` with the relay's text scrubbed.
+
+        A create's answer (``task_id`` None) may be completed without a URL: the task exists.
+        """
+        problem: ApiError
+        try:
+            data = json.loads(response.content)
+            return _parse_task(data, task_id=task_id, require_url=task_id is not None)
+        except ValueError:  # not JSON (UnicodeDecodeError is one)
+            problem = ApiError(
+                f"the answer is not JSON ({_text_summary(response)})", retryable=True
+            )
+        except ApiError as exc:
+            problem = exc
+        # Not chained: the inner error only repeats this message, unscrubbed.
+        raise ApiError(
+            f"{action}: HTTP {response.status_code}, but {self._scrub(problem.message)}",
+            status_code=response.status_code,
+            code=problem.code,
+            retryable=problem.retryable,
+        ) from None
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        action: str,
+        op: _Op,
+        headers: dict[str, str],
+        content: bytes | None = None,
+    ) -> httpx.Response:
+        try:
+            return await self._client.request(method, url, headers=headers, content=content)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise self._map_transport_error(exc, action=action, op=op) from exc
+
+    def _map_transport_error(self, exc: Exception, *, action: str, op: _Op) -> ApiError:
+        """The project's error for an httpx exception raised while sending or reading."""
+        detail = self._scrub(str(exc)) or "no detail"
+        what = f"{type(exc).__name__}: {detail}"
+        if isinstance(exc, _PRE_SEND_FATAL):
+            return ApiError(f"{action}: the request could not be sent ({what})")
+        if isinstance(exc, _PRE_SEND_RETRYABLE):
+            return ApiError(f"{action}: could not connect ({what})", retryable=True)
+        if op == "create":
+            return AmbiguousCreateError(
+                f"create: the request may have reached the relay, but no answer came back "
+                f"({what}); the task may exist, so it is not created again blindly"
+            )
+        return ApiError(f"{action}: no complete answer ({what})", retryable=True)
+
+    def _raise_for_response(self, response: httpx.Response, *, action: str, op: _Op) -> None:
+        """Raise the project's error for a non-2xx answer (see the module's table)."""
+        status = response.status_code
+        if response.is_success:
+            return
+        message, code, relay_body = self._error_details(response)
+        detail = f"HTTP {status}" + (f" [{code}]" if code else "") + f": {message}"
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        transient = status in (408, 429) or status >= 500
+        if response.is_redirect:
+            where = _safe_url(response.headers.get("Location", ""))
+            raise ApiError(
+                f"{action}: HTTP {status} redirect to {where}; check the base URL",
+                status_code=status,
+            )
+        if op == "download":
+            raise ApiError(
+                f"{action}: {detail}",
+                status_code=status,
+                code=code,
+                retryable=transient,
+                retry_after=retry_after if transient else None,
+            )
+        if status == 401:
+            raise AuthError(f"the relay refused the API key ({detail}); check VIDU_API_KEY")
+        if status == 403:
+            raise QuotaError(
+                f"{action}: quota spent or key banned ({detail})", status_code=status, code=code
+            )
+        if status >= 500 and op == "create":
+            if code is not None and code.lower() == "model_not_found":
+                raise ApiError(
+                    f"create: no channel of the relay serves this model ({detail})",
+                    status_code=status,
+                    code=code,
+                )
+            if not relay_body:
+                raise AmbiguousCreateError(
+                    f"create: {detail}, not from the relay itself; the task may exist, "
+                    "so it is not created again blindly",
+                    status_code=status,
+                )
+        raise ApiError(
+            f"{action}: {detail}",
+            status_code=status,
+            code=code,
+            retryable=transient,
+            retry_after=retry_after if transient else None,
+        )
+
+    def _error_details(self, response: httpx.Response) -> tuple[str, str | None, bool]:
+        """(message, code, whether the body is a JSON error of the relay), scrubbed."""
+        try:
+            data = json.loads(response.content)
+        except ValueError:
+            data = None
+        if isinstance(data, Mapping):
+            message, code = _json_error(data)
+            if message is not None or code is not None:
+                text = message or response.reason_phrase or "no message"
+                return self._scrub(text), code and self._scrub(code), True
+        return self._scrub(_text_summary(response)), None, False
+
+
+def _text_summary(response: httpx.Response) -> str:
+    try:
+        text = response.text.strip()
+    except (UnicodeDecodeError, LookupError):
+        text = ""
+    if not text:
+        return response.reason_phrase or "no body"
+    if text.startswith("<"):
+        title = re.search(r"(?is)<title[^>]*>(.*?)</title>", text)
+        return (
+            f"an HTML page ({' '.join(title.group(1).split())[:120]})" if title else "an HTML page"
+        )
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
+async def _write_atomically(
+    response: httpx.Response, dest: Path, *, action: str
+) -> tuple[int, str]:
+    temp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with temp.open("xb") as out:
+            async for chunk in response.aiter_bytes():
+                out.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+            await anyio.to_thread.run_sync(_flush_and_sync, out)
+        # Decoded bytes differ from the length on the wire when the body is encoded.
+        expected = response.headers.get("Content-Length", "")
+        unencoded = "Content-Encoding" not in response.headers
+        if unencoded and expected.isdigit() and int(expected) != size:
+            raise ApiError(
+                f"{action}: the video host sent {size} of {expected} bytes", retryable=True
+            )
+        if size == 0:
+            raise ApiError(f"{action}: the video host sent an empty file", retryable=True)
+        await anyio.to_thread.run_sync(os.replace, temp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    _sync_folder(dest.parent)
+    return size, digest.hexdigest()
+
+
+def _flush_and_sync(out: BinaryIO) -> None:
+    out.flush()
+    os.fsync(out.fileno())
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename durable; not every platform can open a folder."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+    try:
+        fd = os.open(folder, flags)
+    except OSError:
+        return
+    with contextlib.suppress(OSError):
+        os.fsync(fd)
+    os.close(fd)
