@@ -1,0 +1,43 @@
+"""The built-in simulator of the Vidu Q3 relay endpoint (SPEC section 1).
+
+It answers like the real relay (``POST /v1/video/generations``, ``GET
+/v1/video/generations/{task_id}``, ``GET /v1/videos/{task_id}`` and the finished
+videos), checks the key and the request rules, runs tasks through a queue with a
+per-account cap on a simulated clock, and injects the faults a client must
+survive: failures, 429 with ``Retry-After``, 5xx, slow answers, dropped
+connections before and after a task is created, and a quota that runs out.
+
+Two ways in::
+
+    sim = Simulator(SimulatorConfig(time_scale=0.001))
+    async with httpx.AsyncClient(transport=sim.transport(), base_url="http://sim") as c:
+        ...                                       # in-process, no socket, no key
+
+    with running_server(sim) as base_url:         # a real loopback socket
+        ...
+
+``serve(config, host, port)`` backs ``vidu-pipe simulator``.
+"""
+
+from __future__ import annotations
+
+from vidu_pipe.simulator._app import FaultRoute, Simulator
+from vidu_pipe.simulator._config import DEFAULT_DURATIONS, DIALECTS, Dialect, SimulatorConfig
+from vidu_pipe.simulator._engine import SimulatorStats, TaskTimes
+from vidu_pipe.simulator._server import running_server, serve
+from vidu_pipe.simulator._transport import DropFlavour, SimulatorTransport
+
+__all__ = [
+    "DEFAULT_DURATIONS",
+    "DIALECTS",
+    "Dialect",
+    "DropFlavour",
+    "FaultRoute",
+    "Simulator",
+    "SimulatorConfig",
+    "SimulatorStats",
+    "SimulatorTransport",
+    "TaskTimes",
+    "running_server",
+    "serve",
+]
