@@ -186,9 +186,11 @@ def parse_yaml(text: str, file: str = "<string>") -> Document:
         if exc.context:
             message = f"{message} ({exc.context})"
         hint = None
+        lines = text.splitlines()
+        here = lines[line - 1] if 0 < line <= len(lines) else ""
         if "mapping values are not allowed" in message:
             hint = 'a value that contains ": " must be quoted, e.g. prompt: "Wide shot: a beach"'
-        elif "found character '\\t'" in message:
+        elif "\t" in here[: max(col, 1)] or "tab" in message:
             hint = "YAML does not allow tabs for indentation; use spaces"
         problem = Problem(file, line, col, f"invalid YAML: {message}", hint=hint)
         raise StoryboardError([problem]) from None
@@ -216,8 +218,7 @@ def _parse(text: str, file: str) -> Document:
         if isinstance(frame.value, list):
             return (*frame.path, len(frame.value))
         key = frame.pending_key
-        assert isinstance(key, str)
-        return (*frame.path, key)
+        return (*frame.path, key if isinstance(key, str) else "<<")
 
     def attach(value: Any, size: int, where: tuple[int, int]) -> None:
         nonlocal root

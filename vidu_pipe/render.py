@@ -11,14 +11,20 @@ any prompt can be.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import operator
+import re
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import jinja2
+import jinja2.filters
 import jinja2.nodes
+import jinja2.utils
 from jinja2 import sandbox
 from jinja2.exceptions import SecurityError
 from jinja2.loaders import split_template_path
@@ -69,8 +75,77 @@ class _FolderLoader(jinja2.BaseLoader):
         )
 
 
+#: Most characters (or items) any value built inside a template may have.
+_MAX_SIZE = 100_000
+#: Most Python lines a render with loops may run (about a second of work).
+_MAX_STEPS = 2_000_000
+_LOOP = re.compile(r"\{%[-+]?\s*for\b")
+_FORMAT_SPEC = re.compile(r"%[#0 +\-]*(\*|\d+)?(?:\.(\*|\d+))?")
+# String methods that can build huge values from small inputs; filters do the same
+# jobs with bounds (center, join, format, indent).
+_UNSAFE_STR_METHODS = frozenset(
+    {"center", "ljust", "rjust", "zfill", "expandtabs", "join", "format", "format_map"}
+)
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, (str, list, tuple, dict)) else 0
+
+
+def _check_size(value: Any, what: str) -> Any:
+    if _size(value) > _MAX_SIZE:
+        raise SecurityError(f"{what} would be larger than {_MAX_SIZE} characters or items")
+    return value
+
+
+def _check_format(spec: str) -> None:
+    for width, precision in _FORMAT_SPEC.findall(spec):
+        for number in (width, precision):
+            if number == "*" or (number and int(number) > _MAX_SIZE):
+                raise SecurityError("a %-format width or precision that large")
+
+
 class _Sandbox(sandbox.SandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
+    """Jinja's sandbox, also bounded in the size of what a template can build.
+
+    Jinja's sandbox stops access to unsafe attributes but not a template that
+    builds a gigabyte string from a few characters (``'x'|center(10**9)``); every
+    operator, call and filter that can grow a value is checked here before it runs.
+    """
+
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.globals["namespace"] = _BoundedNamespace
+        self.filters.update(
+            center=_bounded_center,
+            join=_bounded_join,
+            format=_bounded_format,
+            indent=_bounded_indent,
+            replace=_bounded_replace,
+        )
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if isinstance(obj, str) and attr in _UNSAFE_STR_METHODS:
+            return False
+        return super().is_safe_attribute(obj, attr, value)
+
+    def call(
+        __self,
+        __context: jinja2.runtime.Context,
+        __obj: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        for arg in (*args, *kwargs.values()):
+            _check_size(arg, "an argument")
+        if getattr(__obj, "__name__", None) == "replace" and isinstance(
+            getattr(__obj, "__self__", None), str
+        ):
+            plain = {k: v for k, v in kwargs.items() if k not in ("_loop_vars", "_block_vars")}
+            return _bounded_replace(__obj.__self__, *args, **plain)
+        return _check_size(super().call(__context, __obj, *args, **kwargs), "a result")
 
     def call_binop(
         self, context: jinja2.runtime.Context, operator_: str, left: Any, right: Any
@@ -79,6 +154,15 @@ class _Sandbox(sandbox.SandboxedEnvironment):
             if isinstance(right, (int, float)) and abs(right) > _MAX_EXPONENT:
                 raise SecurityError(f"exponent {right} is too large")
             return operator.pow(left, right)
+        if operator_ == "%":
+            if isinstance(left, str):
+                _check_format(left)
+                return _check_size(left % right, "a %-formatted string")
+            return operator.mod(left, right)
+        if operator_ == "+":
+            if _size(left) + _size(right) > _MAX_SIZE:
+                raise SecurityError(f"a value larger than {_MAX_SIZE} characters or items")
+            return operator.add(left, right)
         for seq, times in ((left, right), (right, left)):
             if (
                 isinstance(seq, (str, list, tuple))
@@ -87,6 +171,67 @@ class _Sandbox(sandbox.SandboxedEnvironment):
             ):
                 raise SecurityError("repeating a sequence that many times")
         return operator.mul(left, right)
+
+
+class _BoundedNamespace(jinja2.utils.Namespace):
+    """``namespace()``, whose attributes cannot grow past the size bound."""
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        _check_size(value, f"namespace attribute {name!r}")
+        super().__setitem__(name, value)
+
+
+def _bounded_center(value: Any, width: int = 80) -> str:
+    if int(width) > _MAX_SIZE:
+        raise SecurityError(f"center() wider than {_MAX_SIZE}")
+    return str(value).center(int(width))
+
+
+def _bounded_join(value: Any, d: str = "", attribute: Any = None) -> str:
+    items = [str(v) for v in value]
+    if sum(map(len, items)) + len(str(d)) * max(len(items) - 1, 0) > _MAX_SIZE:
+        raise SecurityError(f"join() result larger than {_MAX_SIZE} characters")
+    return str(d).join(items)
+
+
+def _bounded_format(value: Any, *args: Any, **kwargs: Any) -> str:
+    _check_format(str(value))
+    return str(_check_size(jinja2.filters.do_format(value, *args, **kwargs), "format()"))
+
+
+def _bounded_indent(s: Any, width: Any = 4, first: bool = False, blank: bool = False) -> str:
+    pad = len(width) if isinstance(width, str) else int(width)
+    if pad * (str(s).count("\n") + 1) + len(str(s)) > _MAX_SIZE:
+        raise SecurityError(f"indent() result larger than {_MAX_SIZE} characters")
+    return jinja2.filters.do_indent(str(s), width, first, blank)
+
+
+def _bounded_replace(s: Any, old: Any, new: Any, count: Any = None) -> str:
+    text, old_s, new_s = str(s), str(old), str(new)
+    hits = text.count(old_s) if old_s else len(text) + 1
+    if count is not None:
+        hits = min(hits, int(count))
+    if len(text) + hits * len(new_s) > _MAX_SIZE:
+        raise SecurityError(f"replace() result larger than {_MAX_SIZE} characters")
+    return text.replace(old_s, new_s, -1 if count is None else int(count))
+
+
+class _StepBudget:
+    """Stops a render that runs too long: a line counter hooked in with sys.settrace.
+
+    Only renders whose templates contain a ``for`` loop are traced (nothing else in
+    Jinja can loop; recursion is bounded by Python), so plain prompts cost nothing.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def __call__(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line":
+            self.left -= 1
+            if self.left < 0:
+                raise SecurityError("the template runs too long (a loop of loops?)")
+        return self
 
 
 class TemplateEnv:
@@ -106,6 +251,13 @@ class TemplateEnv:
         )
         self.template_names = sorted(templates)
         self._compiled: dict[str, jinja2.Template] = {}
+        sources = list(templates.values())
+        if self.folder_loader is not None:
+            for name in self.folder_loader.list_templates():
+                with contextlib.suppress(jinja2.TemplateNotFound, OSError, UnicodeDecodeError):
+                    sources.append(self.folder_loader.get_source(self.env, name)[0])
+        # Only templates with a for loop can run long; only those pay for a step budget.
+        self._loops = any(_LOOP.search(source) for source in sources)
 
     def known_templates(self) -> list[str]:
         names = list(self.template_names)
@@ -129,17 +281,14 @@ class TemplateEnv:
             if template is None:
                 template = self.env.from_string(source)
                 self._compiled[source] = template
-            out: list[str] = []
-            size = 0
-            for piece in template.generate(variables):
-                out.append(piece)
-                size += len(piece)
-                if size > MAX_OUTPUT:
-                    raise RenderError(
-                        f"renders to more than {MAX_OUTPUT} characters",
-                        "the endpoint takes at most 5000 characters; check loops and includes",
-                    )
-            return "".join(out)
+            if self._loops or _LOOP.search(source):
+                previous = sys.gettrace()
+                sys.settrace(_StepBudget(_MAX_STEPS))
+                try:
+                    return _collect(template, variables)
+                finally:
+                    sys.settrace(previous)
+            return _collect(template, variables)
         except RenderError:
             raise
         except jinja2.TemplateSyntaxError as exc:
@@ -165,6 +314,20 @@ class TemplateEnv:
             raise RenderError(exc.message, exc.hint) from None
         except Exception as exc:  # any other error raised by template code
             raise RenderError(f"template error: {type(exc).__name__}: {exc}") from None
+
+
+def _collect(template: jinja2.Template, variables: Mapping[str, Any]) -> str:
+    out: list[str] = []
+    size = 0
+    for piece in template.generate(variables):
+        out.append(piece)
+        size += len(piece)
+        if size > MAX_OUTPUT:
+            raise RenderError(
+                f"renders to more than {MAX_OUTPUT} characters",
+                "the endpoint takes at most 5000 characters; check loops and includes",
+            )
+    return "".join(out)
 
 
 class _ShotRefError(Exception):

@@ -127,11 +127,33 @@ def build_storyboard(doc: Document, path: Path) -> Storyboard:
 
     shots: list[Shot] = []
     first_line: dict[str, int] = {}
+    # Ids as written, before any shot is skipped for another problem, so that a
+    # duplicate is reported even when one of the two shots is broken too.
+    written: dict[str, int] = {}
+    reported: set[str] = set()
+    for index, raw in enumerate(shots_raw):
+        sid = raw.get("id") if isinstance(raw, dict) else None
+        if not isinstance(sid, str):
+            continue
+        line = doc.locate(("shots", index))[0]
+        if sid in written:
+            reported.add(sid)
+            out.add(
+                ("shots", index, "id"),
+                f"duplicate shot id '{sid}' (first used at line {written[sid]})",
+                shot=sid,
+                field="id",
+                hint="shot ids must be unique: they key the manifest and name files",
+            )
+        else:
+            written[sid] = line
     for index, raw in enumerate(shots_raw):
         if index in bad_shots or not isinstance(raw, dict):
             continue
         for shot in _expand(doc, out, env, index, raw, defaults, base_vars, assets):
             if shot.id in first_line:
+                if shot.take is None and shot.id in reported:
+                    continue  # reported above
                 out.add(
                     ("shots", index, "id"),
                     f"duplicate shot id '{shot.id}' (first used at line {first_line[shot.id]})",
@@ -185,7 +207,7 @@ def _expand(
         return ("shots", index)
 
     takes = int(merged.get("takes", 1))
-    seed = merged.get("seed")
+    seed = _as_int(merged.get("seed"))  # 5.0 is an integer to JSON Schema; send 5
     result: list[Shot] = []
     for k in range(1, takes + 1):
         if takes == 1:
