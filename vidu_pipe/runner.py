@@ -455,9 +455,9 @@ class _Run:
 
     async def _download(self, shot: Shot, url: str) -> None:
         dest = self._destination(shot)
-        dest.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, 4):
             try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
                 size, sha256 = await self.client.download(url, dest)
                 break
             except AuthError:
@@ -475,16 +475,14 @@ class _Run:
                     )
                     await self.clock.sleep(delay)
                     continue
-                error = (
+                self._download_failed(
+                    shot,
                     f"download failed: {exc.message} (video URLs expire after about 24 hours; "
-                    f"`--force --only {shot.id}` makes the video again)"
+                    f"`--force --only {shot.id}` makes the video again)",
                 )
-                self.emit("failed", shot.id, task_id=None, error=error)
-                if shot.id in self.tally.completed:
-                    self.tally.completed.remove(shot.id)
-                if shot.id in self.tally.skipped:
-                    self.tally.skipped.remove(shot.id)
-                self.tally.failed.append(shot.id)
+                return
+            except OSError as exc:
+                self._download_failed(shot, f"cannot save {dest}: {exc.strerror or exc}")
                 return
         entry = self.store.get(shot.id)
         if entry is not None:
@@ -493,6 +491,14 @@ class _Run:
             )
             self.store.set(shot.id, entry.replace(download=record))
         self.emit("downloaded", shot.id, path=str(dest), size=size, sha256=sha256)
+
+    def _download_failed(self, shot: Shot, error: str) -> None:
+        """The task is done and recorded; only its file is missing: the run fails (exit 1)."""
+        self.emit("failed", shot.id, task_id=None, error=error)
+        for done in (self.tally.completed, self.tally.skipped):
+            if shot.id in done:
+                done.remove(shot.id)
+        self.tally.failed.append(shot.id)
 
 
 def _file_matches(path: Path, size: int, sha256: str) -> bool:
