@@ -252,6 +252,21 @@ class _Run:
                 entry = created
             return await self._wait(shot, entry)
 
+    def _retried(self, shot: Shot, what: str, attempt: int, exc: ApiError, delay: float) -> None:
+        self.emit(
+            "retried",
+            shot.id,
+            what=what,
+            attempt=attempt,
+            error=exc.message,
+            delay=round(delay, 2),
+        )
+
+    async def _back_off(self, shot: Shot, what: str, attempt: int, exc: ApiError) -> None:
+        delay = _backoff(attempt, self.rng)
+        self._retried(shot, what, attempt, exc, delay)
+        await self.clock.sleep(delay)
+
     def _not_started(self, shot: Shot, reason: str) -> None:
         self.tally.not_started.append(shot.id)
         self.emit("not-started", shot.id, reason=reason)
@@ -332,16 +347,7 @@ class _Run:
                         )
                         self.emit("rate-limited", shot.id, retry_after=round(pause, 2))
                     else:
-                        delay = _backoff(attempt, self.rng)
-                        self.emit(
-                            "retried",
-                            shot.id,
-                            what="create",
-                            attempt=attempt,
-                            error=exc.message,
-                            delay=round(delay, 2),
-                        )
-                        await self.clock.sleep(delay)
+                        await self._back_off(shot, "create", attempt, exc)
                     continue
                 self.creates_reserved -= 1
                 self._fail(shot, base, exc.message)
@@ -382,14 +388,7 @@ class _Run:
                     delay = _backoff(failures, self.rng, base=1.0, cap=60.0)
                     if exc.retry_after is not None:
                         delay = max(delay, self.clock.from_wire(exc.retry_after))
-                    self.emit(
-                        "retried",
-                        shot.id,
-                        what="query",
-                        attempt=failures,
-                        error=exc.message,
-                        delay=round(delay, 2),
-                    )
+                    self._retried(shot, "query", failures, exc, delay)
                     continue
                 self._fail(shot, entry, f"querying task {entry.task_id} failed: {exc.message}")
                 return None
@@ -464,16 +463,7 @@ class _Run:
                 raise
             except ApiError as exc:
                 if exc.retryable and attempt < 3:
-                    delay = _backoff(attempt, self.rng)
-                    self.emit(
-                        "retried",
-                        shot.id,
-                        what="download",
-                        attempt=attempt,
-                        error=exc.message,
-                        delay=round(delay, 2),
-                    )
-                    await self.clock.sleep(delay)
+                    await self._back_off(shot, "download", attempt, exc)
                     continue
                 self._download_failed(
                     shot,
