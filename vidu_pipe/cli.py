@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", metavar="DIR", help="save each video as DIR/ID.mp4")
     p.add_argument("--max-creates", type=_non_negative_int, metavar="N")
     p.add_argument("--timeout", type=_positive_float, metavar="SECONDS")
-    p.add_argument("--json", action="store_true", help="JSON lines of events on stdout")
+    p.add_argument(
+        "--json", action="store_true", help="JSON lines of events on stdout; summary on stderr"
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="only the final summary")
 
     p = sub.add_parser("status", help="the manifest against the storyboard")
@@ -299,8 +301,8 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .api import arun, manifest_path_for, options_for
-    from .events import Event
+    from .api import SIMULATE_TIME_SCALE, arun, manifest_path_for, options_for
+    from .progress import choose_mode, open_progress
     from .validate import load
 
     storyboard = load(args.file)
@@ -315,29 +317,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
         handle_signals=True,
     )
 
-    def on_event(event: Event) -> None:
-        if args.json:
-            print(event.to_json(), flush=True)
-        elif not args.quiet:
-            line = _plain_line(event)
-            if line:
-                print(line, flush=True)
-
     import anyio
 
-    result = anyio.run(
-        lambda: arun(
-            storyboard,
-            simulate=args.simulate,
-            base_url=args.base_url,
-            manifest=args.manifest,
-            only=args.only,
-            tags=args.tag,
-            force=args.force,
-            options=options,
-            on_event=on_event,
+    # --json keeps stdout pure JSON lines (one event each); everything else goes to stderr.
+    mode = choose_mode(sys.stdout, json=args.json, quiet=args.quiet)
+    with open_progress(
+        sys.stdout,
+        mode,
+        downloads=options.download_dir is not None,
+        time_scale=SIMULATE_TIME_SCALE if args.simulate else 1.0,
+        label="simulated time" if args.simulate else None,
+    ) as on_event:
+        result = anyio.run(
+            lambda: arun(
+                storyboard,
+                simulate=args.simulate,
+                base_url=args.base_url,
+                manifest=args.manifest,
+                only=args.only,
+                tags=args.tag,
+                force=args.force,
+                options=options,
+                on_event=on_event,
+            )
         )
-    )
     out = sys.stderr if args.json else sys.stdout
     for message in result.messages:
         print(f"vidu-pipe: {message}", file=out)
@@ -351,34 +354,40 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _plain_line(event: Any) -> str | None:
-    d = event.data
-    shot = event.shot
-    kind = event.kind
-    if kind == "created":
-        return f"{shot}: created {d['task_id']}"
-    if kind == "resumed":
-        return f"{shot}: resuming {d['task_id']}"
-    if kind == "completed":
-        return f"{shot}: completed in {d['seconds']:g} s: {d['video_url']}"
-    if kind == "failed":
-        return f"{shot}: FAILED: {d['error']}"
-    if kind == "skipped":
-        return f"{shot}: up to date"
-    if kind == "not-started":
-        return f"{shot}: not started ({d['reason']})"
-    if kind == "rate-limited":
-        return f"{shot}: rate-limited by the relay; all creates pause {d['retry_after']:g} s"
-    if kind == "retried":
-        return f"{shot}: {d['what']} failed ({d['error']}); retrying in {d['delay']:g} s"
-    if kind == "downloaded":
-        return f"{shot}: saved {d['path']} ({d['size']} bytes)"
-    if kind == "run-started":
-        return (
-            f"{d['storyboard']}: {d['create']} to create, {d['resume']} to resume, "
-            f"{d['skip']} up to date"
-        )
-    return None
+# --- status and report -----------------------------------------------------
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .manifest import load_manifest
+    from .status import compute, print_status
+    from .validate import load
+
+    storyboard = load(args.file)
+    manifest_path = _manifest_path(args, storyboard.default_manifest_path)
+    report = compute(storyboard, load_manifest(manifest_path), manifest_path)
+    if args.json:
+        json.dump(report.to_json(), sys.stdout, indent=2, ensure_ascii=False)
+        print()
+    else:
+        print_status(report, sys.stdout)
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .manifest import load_manifest
+    from .report import write_report
+    from .validate import load
+
+    storyboard = load(args.file)
+    manifest_path = _manifest_path(args, storyboard.default_manifest_path)
+    output = write_report(
+        storyboard,
+        load_manifest(manifest_path),
+        manifest_path=manifest_path,
+        output=Path(args.output),
+    )
+    print(f"{output}: contact sheet of {_count(len(storyboard.shots), 'shot')}")
+    return EXIT_OK
 
 
 # --- simulator --------------------------------------------------------------
@@ -402,16 +411,12 @@ def _cmd_simulator(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _not_yet(args: argparse.Namespace) -> int:
-    raise UsageError(f"'{args.command}' is not available in this build")
-
-
 _COMMANDS = {
     "validate": _cmd_validate,
     "plan": _cmd_plan,
     "schema": _cmd_schema,
     "run": _cmd_run,
-    "status": _not_yet,
-    "report": _not_yet,
+    "status": _cmd_status,
+    "report": _cmd_report,
     "simulator": _cmd_simulator,
 }

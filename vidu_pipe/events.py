@@ -19,6 +19,7 @@ event              extra fields
 ``failed``         task_id (or null), error
 ``not-started``    reason (max-creates reached, quota spent, interrupted)
 ``downloaded``     path, size, sha256
+``interrupted``    (none: Ctrl-C or SIGTERM; no new tasks, running ones resume next run)
 ``run-finished``   completed, failed, not_started, skipped, created, exit_code
 =================  ==========================================================
 """

@@ -1,0 +1,508 @@
+"""Run progress: the tracker's arithmetic, and what `vidu-pipe run` prints in each mode.
+
+Modes go through the real CLI in a subprocess: plain lines into a pipe, the live
+display into a pseudo-terminal, ``NO_COLOR``, ``--quiet`` and ``--json``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import pty
+import re
+import struct
+import subprocess
+import sys
+import termios
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from vidu_pipe import events as events_module
+from vidu_pipe.events import Event
+from vidu_pipe.progress import (
+    PlainPrinter,
+    Tracker,
+    choose_mode,
+    format_seconds,
+    open_progress,
+    plain_line,
+)
+
+# --- the tracker -----------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _feed(t: Tracker, kind: str, shot: str | None = None, **data: object) -> None:
+    t.feed(Event(kind, shot, dict(data)))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def tracker(clock: FakeClock) -> Tracker:
+    t = Tracker(clock)
+    _feed(
+        t,
+        "run-started",
+        storyboard="s.yaml",
+        manifest="m",
+        create=5,
+        resume=1,
+        skip=1,
+        concurrency=2,
+        rate=20,
+    )
+    return t
+
+
+def test_phases_follow_the_events(tracker: Tracker, clock: FakeClock) -> None:
+    t = tracker
+    _feed(t, "skipped", "old", reason="up to date")
+    _feed(t, "resumed", "a", task_id="task_a")
+    _feed(t, "created", "b", task_id="task_b", attempt=1)
+    _feed(t, "waiting", "c", reason="concurrency", seconds=None)
+    _feed(t, "waiting", "d", reason="rate-limit", seconds=12.0)
+    _feed(t, "rate-limited", "e", retry_after=20.0)
+    clock.now = 10
+    _feed(t, "progress", "a", task_id="task_a", status="in_progress", progress=40)
+    _feed(t, "progress", "b", task_id="task_b", status="queued", progress=0)
+    phases = {s.id: s.phase for s in t.shots.values()}
+    assert phases == {
+        "old": "skipped",
+        "a": "generating",
+        "b": "relay-queued",
+        "c": "waiting-slot",
+        "d": "waiting-rate",
+        "e": "rate-limited",
+    }
+    words = {s.id: t.describe(s, clock.now) for s in t.active()}
+    assert words == {
+        "a": "generating 40%",
+        "b": "queued at the relay",
+        "e": "backing off after a 429 (10s)",
+        "d": "waiting for the rate limit (2s)",
+        "c": "queued (waiting for a slot)",
+    }
+    # Furthest along first.
+    assert [s.id for s in t.active()] == ["a", "b", "e", "d", "c"]
+    assert t.counts() == {
+        "completed": 0,
+        "failed": 0,
+        "skipped": 1,
+        "not_started": 0,
+        "running": 2,
+        "queued": 4,
+        "done": 1,
+        "total": 7,
+    }
+    assert t.paused_until == 20.0
+
+
+def test_finishing_and_downloads(clock: FakeClock) -> None:
+    t = Tracker(clock, downloads=True)
+    _feed(
+        t,
+        "run-started",
+        storyboard="s",
+        manifest="m",
+        create=3,
+        resume=0,
+        skip=0,
+        concurrency=3,
+        rate=0,
+    )
+    for shot in ("a", "b", "c"):
+        _feed(t, "created", shot, task_id=f"task_{shot}", attempt=1)
+    clock.now = 100
+    _feed(t, "completed", "a", task_id="task_a", video_url="u", seconds=100.0)
+    assert t.shots["a"].phase == "downloading"
+    _feed(t, "downloaded", "a", path="v/a.mp4", size=10, sha256="x")
+    _feed(t, "failed", "b", task_id="task_b", error="boom")
+    _feed(t, "not-started", "c", reason="--max-creates 2 reached")
+    _feed(
+        t, "run-finished", completed=1, failed=1, not_started=1, skipped=0, created=2, exit_code=1
+    )
+    c = t.counts()
+    assert (c["completed"], c["failed"], c["not_started"], c["done"], c["total"]) == (1, 1, 1, 3, 3)
+    assert t.active() == []
+    assert t.shots["b"].note == "boom"
+    assert t.shots["a"].elapsed(500) == 100  # frozen once finished
+
+
+def test_eta_from_the_progress_rate(tracker: Tracker, clock: FakeClock) -> None:
+    t = tracker
+    _feed(t, "created", "a", task_id="task_a", attempt=1)
+    clock.now = 20
+    _feed(t, "progress", "a", task_id="task_a", status="in_progress", progress=10)
+    clock.now = 60
+    _feed(t, "progress", "a", task_id="task_a", status="in_progress", progress=50)
+    shot = t.shots["a"]
+    # 40 points in 40 s: 50 points left take 50 s.
+    assert t.eta(shot, 60) == pytest.approx(50)
+    assert t.eta(shot, 70) == pytest.approx(40)
+    assert t.eta(shot, 500) == 0
+    # Before any task finished, a shot without progress has no estimate ...
+    _feed(t, "created", "b", task_id="task_b", attempt=1)
+    assert t.eta(t.shots["b"], 60) is None
+    assert t.overall_eta(60) is None
+    # ... and after, the typical task time gives one.
+    _feed(t, "completed", "z", task_id="task_z", video_url="u", seconds=200.0)
+    assert t.eta(t.shots["b"], 100) == pytest.approx(160)
+    assert t.overall_eta(100) is not None
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (7.4, "7s"), (59.6, "1m00s"), (207, "3m27s"), (3720, "1h02m"), (-3, "0s")],
+)
+def test_format_seconds(seconds: float, text: str) -> None:
+    assert format_seconds(seconds) == text
+
+
+# --- plain lines ---------------------------------------------------------------------
+
+PLAIN = [
+    (Event("created", "a", {"task_id": "t1", "attempt": 1}), "a: created t1"),
+    (Event("resumed", "a", {"task_id": "t1"}), "a: resuming t1"),
+    (
+        Event(
+            "completed", "a", {"task_id": "t1", "video_url": "https://v/a.mp4", "seconds": 200.0}
+        ),
+        "a: completed in 200 s: https://v/a.mp4",
+    ),
+    (Event("failed", "a", {"task_id": None, "error": "boom"}), "a: FAILED: boom"),
+    (Event("skipped", "a", {"reason": "up to date"}), "a: up to date"),
+    (Event("not-started", "a", {"reason": "quota spent"}), "a: not started (quota spent)"),
+    (
+        Event("rate-limited", "a", {"retry_after": 30.0}),
+        "a: rate-limited by the relay; all creates pause 30 s",
+    ),
+    (
+        Event("retried", "a", {"what": "query", "attempt": 1, "error": "502", "delay": 1.5}),
+        "a: query failed (502); retrying in 1.5 s",
+    ),
+    (
+        Event("downloaded", "a", {"path": "v/a.mp4", "size": 9, "sha256": "x"}),
+        "a: saved v/a.mp4 (9 bytes)",
+    ),
+    (
+        Event("waiting", "a", {"reason": "rate-limit", "seconds": 3.0}),
+        "a: waiting 3 s for the rate limit",
+    ),
+    (Event("waiting", "a", {"reason": "concurrency", "seconds": None}), None),
+    (Event("progress", "a", {"task_id": "t", "status": "in_progress", "progress": 5}), None),
+]
+
+
+@pytest.mark.parametrize(
+    ("event", "line"), PLAIN, ids=[f"{e.kind}-{i}" for i, (e, _) in enumerate(PLAIN)]
+)
+def test_plain_line(event: Event, line: str | None) -> None:
+    assert plain_line(event) == line
+
+
+def test_plain_heartbeat_rides_on_progress_events(clock: FakeClock) -> None:
+    wall = FakeClock()
+    out = io.StringIO()
+    t = Tracker(clock)
+    printer = PlainPrinter(out, t, heartbeat=30, wall=wall)
+    printer(
+        Event(
+            "run-started",
+            None,
+            {
+                "storyboard": "s",
+                "manifest": "m",
+                "create": 2,
+                "resume": 0,
+                "skip": 0,
+                "concurrency": 2,
+                "rate": 0,
+            },
+        )
+    )
+    printer(Event("created", "a", {"task_id": "t", "attempt": 1}))
+    clock.now = wall.now = 10
+    printer(Event("progress", "a", {"task_id": "t", "status": "in_progress", "progress": 20}))
+    clock.now = wall.now = 31
+    printer(Event("progress", "a", {"task_id": "t", "status": "in_progress", "progress": 45}))
+    clock.now = wall.now = 40
+    printer(Event("progress", "a", {"task_id": "t", "status": "in_progress", "progress": 60}))
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "s: 2 to create, 0 to resume, 0 up to date",
+        "a: created t",
+        "[31s] 0/2 done, 1 running (a 45%), 1 queued",
+    ]
+
+
+def test_choose_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setenv("TERM", "xterm-256color")
+    assert choose_mode(Tty()) == "live"
+    assert choose_mode(io.StringIO()) == "plain"
+    assert choose_mode(Tty(), quiet=True) == "quiet"
+    assert choose_mode(Tty(), json=True, quiet=True) == "json"
+    monkeypatch.setenv("TERM", "dumb")
+    assert choose_mode(Tty()) == "plain"
+
+
+def test_live_display_renders_shots_and_counts() -> None:
+    """The live renderable itself, through a recording console (no terminal needed)."""
+    from rich.console import Console
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120, height=30, no_color=True)
+    with open_progress(out, "live", console=console, label="simulated time") as sink:
+        sink(
+            Event(
+                "run-started",
+                None,
+                {
+                    "storyboard": "s.yaml",
+                    "manifest": "m",
+                    "create": 2,
+                    "resume": 0,
+                    "skip": 0,
+                    "concurrency": 1,
+                    "rate": 0,
+                },
+            )
+        )
+        sink(Event("created", "first", {"task_id": "task_1", "attempt": 1}))
+        sink(Event("waiting", "second", {"reason": "concurrency", "seconds": None}))
+        sink(
+            Event(
+                "progress", "first", {"task_id": "task_1", "status": "in_progress", "progress": 30}
+            )
+        )
+        sink(
+            Event(
+                "completed",
+                "first",
+                {"task_id": "task_1", "video_url": "https://v/1.mp4", "seconds": 120.0},
+            )
+        )
+    text = COLOUR.sub("", out.getvalue())
+    assert "second" in text and "queued (waiting for a slot)" in text
+    assert "✓ first completed in 2m00s" in text
+    assert "1/2 done" in text
+    assert "(simulated time)" in text
+
+
+# --- through the CLI -----------------------------------------------------------------
+
+STORYBOARD = """\
+version: 1
+name: progress-test
+defaults:
+  model: viduq3t-540p
+  duration: 2
+run:
+  concurrency: 2
+  rate_per_minute: 0
+shots:
+  - id: alpha
+    prompt: A red kite over a green hill.
+  - id: bravo
+    prompt: A blue boat on a grey sea.
+  - id: charlie
+    prompt: A yellow tram in the rain.
+"""
+
+COLOUR = re.compile(r"\x1b\[([0-9;]*)m")
+CURSOR = re.compile(r"\x1b\[(\d*)[AK]")
+CSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _colour_codes(text: str) -> list[str]:
+    """SGR sequences that set a colour (30-37, 38, 40-47, 48, 90-97, 100-107)."""
+    found = []
+    for params in COLOUR.findall(text):
+        for p in params.split(";"):
+            if p and (30 <= int(p) <= 48 or 90 <= int(p) <= 107):
+                found.append(params)
+                break
+    return found
+
+
+@pytest.fixture
+def board(tmp_path: Path) -> Path:
+    path = tmp_path / "board.yaml"
+    path.write_text(STORYBOARD, encoding="utf-8")
+    return path
+
+
+def _env(**extra: str) -> dict[str, str]:
+    drop = ("NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["TERM"] = "xterm-256color"
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Ran:
+    code: int
+    out: str
+    err: str
+
+
+def _run_piped(*args: str, env: dict[str, str] | None = None) -> Ran:
+    done = subprocess.run(
+        [sys.executable, "-m", "vidu_pipe", "run", *args],
+        capture_output=True,
+        text=True,
+        env=env or _env(),
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    return Ran(done.returncode, done.stdout, done.stderr)
+
+
+def _run_in_pty(*args: str, env: dict[str, str] | None = None) -> Ran:
+    """stdout on a 120x40 pseudo-terminal (as in an interactive shell), stderr piped."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vidu_pipe", "run", *args],
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env or _env(),
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
+    code = proc.wait(timeout=120)
+    return Ran(code, b"".join(chunks).decode("utf-8", "replace"), err)
+
+
+SUMMARY = re.compile(r"^3 completed, 0 failed, 0 not started, 0 up to date \(3 tasks created\)")
+
+
+def test_plain_lines_when_stdout_is_a_pipe(board: Path) -> None:
+    ran = _run_piped(str(board), "--simulate")
+    assert ran.code == 0, ran.err
+    lines = ran.out.splitlines()
+    assert lines[0] == f"{board}: 3 to create, 0 to resume, 0 up to date"
+    for shot in ("alpha", "bravo", "charlie"):
+        assert any(re.fullmatch(rf"{shot}: created task_\w+", line) for line in lines)
+        assert any(line.startswith(f"{shot}: completed in ") for line in lines)
+    assert SUMMARY.match(lines[-1])
+    assert "\x1b" not in ran.out
+
+
+def test_live_display_on_a_terminal(board: Path) -> None:
+    ran = _run_in_pty(str(board), "--simulate")
+    assert ran.code == 0, ran.err
+    out = ran.out
+    assert CURSOR.search(out), "a live display moves the cursor"
+    assert _colour_codes(out), "colour on a terminal by default"
+    plain = CSI.sub("", out).replace("\r", "")
+    # One line per active shot while it runs; the third waits for one of two slots.
+    assert re.search(r"(alpha|bravo) +(submitted|queued at the relay|generating \d+%)", plain)
+    assert re.search(r"charlie +queued \(waiting for a slot\)", plain)
+    # The overall bar with counts, to the end; lasting lines for finished shots.
+    assert "3/3 done" in plain
+    assert "✓ 3 completed" in plain
+    assert "(simulated time)" in plain
+    for shot in ("alpha", "bravo", "charlie"):
+        assert f"✓ {shot} completed in " in plain
+    assert SUMMARY.match(plain.splitlines()[-1])
+
+
+def test_no_color_on_a_terminal(board: Path) -> None:
+    ran = _run_in_pty(str(board), "--simulate", env=_env(NO_COLOR="1"))
+    assert ran.code == 0, ran.err
+    assert _colour_codes(ran.out) == []
+    assert "3/3 done" in ran.out
+
+
+@pytest.mark.parametrize("where", ["pipe", "terminal"])
+def test_quiet_prints_only_the_summary(board: Path, where: str) -> None:
+    runner = _run_piped if where == "pipe" else _run_in_pty
+    ran = runner(str(board), "--simulate", "--quiet")
+    assert ran.code == 0, ran.err
+    lines = [line for line in ran.out.replace("\r", "").splitlines() if line]
+    assert len(lines) == 1 and SUMMARY.match(lines[0]), ran.out
+    assert "\x1b" not in ran.out
+
+
+def _documented_fields() -> dict[str, set[str]]:
+    """The events table of vidu_pipe.events' docstring: kind -> extra field names."""
+    doc = events_module.__doc__ or ""
+    table: dict[str, set[str]] = {}
+    for line in doc.splitlines():
+        m = re.match(r"``([a-z-]+)``\s+(.*)$", line)
+        if not m:
+            continue
+        fields, depth, word = set(), 0, ""
+        for ch in m.group(2) + ",":
+            depth += ch == "("
+            depth -= ch == ")"
+            if ch == "," and depth == 0:
+                name = word.split("(")[0].strip()
+                if name:
+                    fields.add(name)
+                word = ""
+            else:
+                word += ch
+        table[m.group(1)] = fields
+    return table
+
+
+def test_json_lines_on_stdout_and_the_summary_on_stderr(board: Path) -> None:
+    ran = _run_piped(str(board), "--simulate", "--json")
+    assert ran.code == 0, ran.err
+    events = [json.loads(line) for line in ran.out.splitlines()]  # every line is JSON
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "run-started" and kinds[-1] == "run-finished"
+    assert {"created", "progress", "completed", "waiting"} <= set(kinds)
+    documented = _documented_fields()
+    for event in events:
+        extra = set(event) - {"event", "shot", "time"}
+        assert extra == documented[event["event"]], event
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", event["time"])
+    assert SUMMARY.match(ran.err.splitlines()[-1])
+    # --json wins over a terminal: still pure JSON lines, no live display.
+    ran = _run_in_pty(str(board), "--simulate", "--json", "--force")
+    assert ran.code == 0, ran.err
+    for line in ran.out.replace("\r", "").splitlines():
+        json.loads(line)
+    assert "completed" in ran.err
+
+
+def test_the_events_table_documents_every_kind_the_runner_emits() -> None:
+    runner = (Path(events_module.__file__).parent / "runner.py").read_text("utf-8")
+    emitted = set(re.findall(r'self\.emit\(\s*"([a-z-]+)"', runner))
+    emitted |= set(re.findall(r'Event\("([a-z-]+)"', runner))
+    assert emitted, "the runner emits events"
+    assert emitted <= set(_documented_fields())
