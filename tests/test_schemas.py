@@ -92,17 +92,9 @@ def test_walk_finds_the_properties() -> None:
     assert len(STORYBOARD_PROPERTIES) > 40
 
 
-_NO_EXAMPLES_BUG = pytest.mark.xfail(
-    strict=True, reason="BUG: storyboard schema property 'shots' has no 'examples'"
-)
-
-
 @pytest.mark.parametrize(
     ("where", "prop"),
-    [
-        pytest.param(w, p, id=w, marks=_NO_EXAMPLES_BUG if w == "#/properties/shots" else ())
-        for w, p in STORYBOARD_PROPERTIES
-    ],
+    [pytest.param(w, p, id=w) for w, p in STORYBOARD_PROPERTIES],
 )
 def test_every_storyboard_property_has_description_and_examples(
     where: str, prop: dict[str, Any]

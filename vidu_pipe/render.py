@@ -79,7 +79,8 @@ class _FolderLoader(jinja2.BaseLoader):
 _MAX_SIZE = 100_000
 #: Most Python lines a render with loops may run (about a second of work).
 _MAX_STEPS = 2_000_000
-_LOOP = re.compile(r"\{%[-+]?\s*for\b")
+# Loops, and macros (which may call themselves), are what can make a render run long.
+_LOOP = re.compile(r"\{%[-+]?\s*(for|macro|call)\b")
 _FORMAT_SPEC = re.compile(r"%[#0 +\-]*(\*|\d+)?(?:\.(\*|\d+))?")
 # String methods that can build huge values from small inputs; filters do the same
 # jobs with bounds (center, join, format, indent).
@@ -88,8 +89,25 @@ _UNSAFE_STR_METHODS = frozenset(
 )
 
 
-def _size(value: Any) -> int:
-    return len(value) if isinstance(value, (str, list, tuple, dict)) else 0
+def _size(value: Any, budget: int = _MAX_SIZE) -> int:
+    """About how many characters ``value`` prints as, counting no further than past
+    ``budget`` (a list may hold one long string many times over)."""
+    total = 0
+    stack = [value]
+    while stack and total <= budget:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            total += 2 * len(item) + 2
+            stack.extend(item)
+        elif isinstance(item, dict):
+            total += 4 * len(item) + 2
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        else:
+            total += 8
+    return total
 
 
 def _check_size(value: Any, what: str) -> Any:
@@ -116,15 +134,27 @@ class _Sandbox(sandbox.SandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
+        # Every value printed is measured before it becomes text.
+        super().__init__(finalize=lambda value: _check_size(value, "a printed value"), **options)
         self.globals["namespace"] = _BoundedNamespace
+        self.globals["lipsum"] = _bounded_lipsum
         self.filters.update(
             center=_bounded_center,
             join=_bounded_join,
             format=_bounded_format,
             indent=_bounded_indent,
             replace=_bounded_replace,
+            string=_sized_filter(self.filters["string"]),
+            pprint=_sized_filter(self.filters["pprint"]),
+            tojson=_bounded_tojson(self.filters["tojson"]),
+            sum=_bounded_sum,
         )
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # Jinja hands out str.format before it asks is_safe_attribute; ask first.
+        if isinstance(obj, str) and attribute in _UNSAFE_STR_METHODS:
+            return self.unsafe_undefined(obj, attribute)
+        return super().getattr(obj, attribute)
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if isinstance(obj, str) and attr in _UNSAFE_STR_METHODS:
@@ -157,6 +187,7 @@ class _Sandbox(sandbox.SandboxedEnvironment):
         if operator_ == "%":
             if isinstance(left, str):
                 _check_format(left)
+                _check_size(right, "a %-format argument")
                 return _check_size(left % right, "a %-formatted string")
             return operator.mod(left, right)
         if operator_ == "+":
@@ -179,6 +210,42 @@ class _BoundedNamespace(jinja2.utils.Namespace):
     def __setitem__(self, name: str, value: Any) -> None:
         _check_size(value, f"namespace attribute {name!r}")
         super().__setitem__(name, value)
+
+
+def _sized_filter(inner: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter that turns a whole value into text: measure the value first."""
+
+    def bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
+        _check_size(value, "the value")
+        return inner(value, *args, **kwargs)
+
+    bounded.__wrapped__ = inner  # type: ignore[attr-defined]
+    return bounded
+
+
+def _bounded_tojson(inner: Callable[..., Any]) -> Callable[..., Any]:
+    def tojson(eval_ctx: Any, value: Any, indent: Any = None) -> Any:
+        if indent is not None and not 0 <= int(indent) <= 16:
+            raise SecurityError("tojson() indent must be from 0 to 16")
+        _check_size(value, "the value")
+        return inner(eval_ctx, value, indent)
+
+    return jinja2.pass_eval_context(tojson)
+
+
+def _bounded_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
+    if not 0 <= int(n) <= 20 or not 0 <= int(max) <= 1000:
+        raise SecurityError("lipsum() takes at most 20 paragraphs of at most 1000 words")
+    return str(jinja2.utils.generate_lorem_ipsum(int(n), html, int(min), int(max)))
+
+
+@jinja2.pass_environment
+def _bounded_sum(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
+    items = list(iterable)
+    # sum() of sequences copies the running total for every item (quadratic time).
+    if isinstance(start, (list, tuple, str)) and _size([start, *items]) > _MAX_SIZE:
+        raise SecurityError(f"sum() result larger than {_MAX_SIZE} characters or items")
+    return jinja2.filters.sync_do_sum(environment, items, attribute, start)
 
 
 def _bounded_center(value: Any, width: int = 80) -> str:
