@@ -896,11 +896,6 @@ async def test_through_the_runner_polling_stays_within_10_queries_and_5_percent(
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: runner.py _wait gives up at the --timeout deadline without a last query, "
-    "so a task that finished before the deadline is reported 'gave up waiting'",
-)
 async def test_a_task_done_before_the_timeout_is_seen_completed(tmp_path: Path) -> None:
     # Queued 20 s, then 5 s of work: done at 25 s. Polled at 20 s (still waiting), the
     # schedule's next query falls at 40 s, the deadline.

@@ -347,7 +347,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     where = manifest_path_for(storyboard, args.manifest)
     print(
         f"{len(result.completed)} completed, {len(result.failed)} failed, "
-        f"{len(result.not_started)} not started, {len(result.skipped)} up to date "
+        f"{len(result.not_started)} not started, "
+        + (f"{len(result.running)} still running (resumed next run), " if result.running else "")
+        + f"{len(result.skipped)} up to date "
         f"({_count(result.created, 'task')} created); manifest: {where}",
         file=out,
     )

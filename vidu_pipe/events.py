@@ -20,7 +20,7 @@ event              extra fields
 ``not-started``    reason (max-creates reached, quota spent, interrupted)
 ``downloaded``     path, size, sha256
 ``interrupted``    (none: Ctrl-C or SIGTERM; no new tasks, running ones resume next run)
-``run-finished``   completed, failed, not_started, skipped, created, exit_code
+``run-finished``   completed, failed, not_started, running, skipped, created, exit_code
 =================  ==========================================================
 """
 

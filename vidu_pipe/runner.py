@@ -73,6 +73,8 @@ class RunResult:
     failed: tuple[str, ...] = ()
     not_started: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
+    #: Shots whose task was still running when the run was interrupted (resumed next run).
+    running: tuple[str, ...] = ()
     created: int = 0
     resumed: int = 0
     interrupted: bool = False
@@ -85,7 +87,7 @@ class RunResult:
             return EXIT_INTERRUPTED
         if self.quota_error:
             return EXIT_CONFIG
-        if self.failed or self.not_started:
+        if self.failed or self.not_started or self.running:
             return EXIT_FAILED
         return EXIT_OK
 
@@ -96,6 +98,8 @@ class _Tally:
     failed: list[str] = field(default_factory=list)
     not_started: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    running: list[str] = field(default_factory=list)
+    tasks: set[str] = field(default_factory=set)  # shots with a task created or resumed
     created: int = 0
     resumed: int = 0
 
@@ -168,6 +172,7 @@ class _Run:
             failed=tuple(self.tally.failed),
             not_started=tuple(self.tally.not_started),
             skipped=tuple(self.tally.skipped),
+            running=tuple(self.tally.running),
             created=self.tally.created,
             resumed=self.tally.resumed,
             interrupted=self.interrupted,
@@ -179,6 +184,7 @@ class _Run:
             completed=len(result.completed),
             failed=len(result.failed),
             not_started=len(result.not_started),
+            running=len(result.running),
             skipped=len(result.skipped),
             created=result.created,
             exit_code=result.exit_code,
@@ -227,12 +233,14 @@ class _Run:
             self._stop_all(exc)
         except anyio.get_cancelled_exc_class():
             if shot.id not in self._settled():
-                self.tally.not_started.append(shot.id)
+                # A task that exists keeps running at the relay; the next run resumes it.
+                tally = self.tally.running if shot.id in self.tally.tasks else None
+                (tally if tally is not None else self.tally.not_started).append(shot.id)
             raise
 
     def _settled(self) -> set[str]:
         t = self.tally
-        return {*t.completed, *t.failed, *t.not_started, *t.skipped}
+        return {*t.completed, *t.failed, *t.not_started, *t.skipped, *t.running}
 
     async def _task(self, step: Step) -> str | None:
         """Create (or resume) the shot's task and wait for it; returns the video URL."""
@@ -244,12 +252,14 @@ class _Run:
                 assert step.entry is not None and step.entry.task_id is not None
                 entry = step.entry
                 self.tally.resumed += 1
+                self.tally.tasks.add(shot.id)
                 self.emit("resumed", shot.id, task_id=entry.task_id)
             else:
                 created = await self._create(shot, step.entry)
                 if created is None:
                     return None
                 entry = created
+                self.tally.tasks.add(shot.id)
             return await self._wait(shot, entry)
 
     def _retried(self, shot: Shot, what: str, attempt: int, exc: ApiError, delay: float) -> None:
@@ -369,21 +379,18 @@ class _Run:
         while True:
             now = self.clock.now()
             await self.clock.sleep(min(delay, max(0.0, deadline - now)))
-            if self.clock.now() >= deadline:
-                error = (
-                    f"gave up waiting after {self.options.timeout:g} s; the task is still "
-                    "submitted and the next run resumes it"
-                )
-                self.store.set(shot.id, entry.replace(error=error))
-                self.tally.failed.append(shot.id)
-                self.emit("failed", shot.id, task_id=entry.task_id, error=error)
-                return None
+            # At the deadline, one last query: the task may have finished meanwhile.
+            last_chance = self.clock.now() >= deadline
             try:
                 state = await self.client.query(entry.task_id)
             except AuthError:
                 raise
             except ApiError as exc:
-                if exc.retryable or exc.status_code is None:
+                transient = exc.retryable or exc.status_code is None
+                if last_chance and transient:
+                    self._gave_up(shot, entry)
+                    return None
+                if transient:
                     failures += 1
                     delay = _backoff(failures, self.rng, base=1.0, cap=60.0)
                     if exc.retry_after is not None:
@@ -399,6 +406,9 @@ class _Run:
             if state.status == "failed":
                 self._fail(shot, entry, state.error or "the task failed (no reason given)")
                 return None
+            if last_chance:
+                self._gave_up(shot, entry)
+                return None
             schedule.observe(now, state.status, state.progress)
             if (state.status, state.progress) != last:
                 last = (state.status, state.progress)
@@ -412,6 +422,15 @@ class _Run:
                     progress=state.progress,
                 )
             delay = schedule.next_delay(now)
+
+    def _gave_up(self, shot: Shot, entry: ManifestEntry) -> None:
+        error = (
+            f"gave up waiting after {self.options.timeout:g} s; the task is still "
+            "submitted and the next run resumes it"
+        )
+        self.store.set(shot.id, entry.replace(error=error))
+        self.tally.failed.append(shot.id)
+        self.emit("failed", shot.id, task_id=entry.task_id, error=error)
 
     def _completed(self, shot: Shot, entry: ManifestEntry, state: TaskState, took: float) -> str:
         assert state.video_url is not None
