@@ -4,7 +4,8 @@ Three files live side by side (``PATH`` is the manifest, by default
 ``beach-teaser.manifest.json``)::
 
     PATH           the manifest: pretty JSON, shots in storyboard order (SPEC §4)
-    PATH.journal   one JSON line per state change since PATH was last written
+    PATH.journal   one JSON line per state change since PATH was last written (a whole
+                   entry the first time a shot is journaled, then only what changed)
     PATH.lock      who holds the run: pid, host, start time (flock'ed while held)
 
 Why a journal: SPEC §5 wants a created task's id on disk before anything else
@@ -421,7 +422,12 @@ def _read_manifest_file(path: Path) -> Manifest | None:
     return Manifest.from_json(data, source=path)
 
 
-def _read_journal(path: Path) -> tuple[list[tuple[str, ManifestEntry]], int]:
+#: One journal record: a whole entry, or (for a shot the journal or manifest already
+#: holds) only the keys that changed, ``{"shot": ..., "set": {...}}``.
+_Record = tuple[str, "ManifestEntry | dict[str, Any]"]
+
+
+def _read_journal(path: Path) -> tuple[list[_Record], int]:
     """The records of a journal, and its size in bytes.
 
     A last line without its newline is a record torn by a crash in mid-write: it is
@@ -442,7 +448,7 @@ def _read_journal(path: Path) -> tuple[list[tuple[str, ManifestEntry]], int]:
         "the journal holds state changes not yet folded into the manifest; repair the line, "
         "or move the journal aside (changes it holds would be lost)"
     )
-    records: list[tuple[str, ManifestEntry]] = []
+    records: list[_Record] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -461,25 +467,43 @@ def _read_journal(path: Path) -> tuple[list[tuple[str, ManifestEntry]], int]:
     return records, len(raw)
 
 
-def _journal_record(data: object, where: str, hint: str) -> tuple[str, ManifestEntry]:
-    if not isinstance(data, dict) or set(data) != {"shot", "entry"}:
-        raise _error(where, 'a journal line must be {"shot": ..., "entry": {...}}', hint)
+def _journal_record(data: object, where: str, hint: str) -> _Record:
+    if not isinstance(data, dict) or set(data) not in ({"shot", "entry"}, {"shot", "set"}):
+        raise _error(where, 'a journal line must be {"shot": ..., "entry" or "set": {...}}', hint)
     shot = data["shot"]
     if not isinstance(shot, str) or not shot:
         raise _error(where, f"'shot' must be a non-empty string, got {_describe(shot)}", hint)
+    if "set" in data:
+        changes = data["set"]
+        if not isinstance(changes, dict) or not set(changes) <= set(_ENTRY_KEYS):
+            raise _error(where, f"shot {shot!r}: 'set' must map entry keys to values", hint)
+        return shot, changes
     try:
         return shot, ManifestEntry._parse(data["entry"])
     except (TypeError, ValueError) as exc:
         raise _error(where, f"shot {shot!r}: {exc}", hint) from exc
 
 
-def _replay(manifest: Manifest, records: Sequence[tuple[str, ManifestEntry]]) -> Manifest:
+def _apply(previous: ManifestEntry | None, record: ManifestEntry | dict[str, Any]) -> ManifestEntry:
+    """One record over the shot's previous entry (``ValueError`` when it cannot apply)."""
+    if isinstance(record, ManifestEntry):
+        return record
+    if previous is None:
+        raise ValueError("the journal changes a shot that it never recorded")
+    merged = {**previous.to_json(), **record}
+    return ManifestEntry._parse(merged)  # a null progress or download: unset
+
+
+def _replay(manifest: Manifest, records: Sequence[_Record], where: object = "journal") -> Manifest:
     """The manifest with the journal's records applied in order; the last per shot wins."""
     if not records:
         return manifest
     entries = dict(manifest.entries)
-    for shot, entry in records:
-        entries[shot] = entry
+    for shot, record in records:
+        try:
+            entries[shot] = _apply(entries.get(shot), record)
+        except (TypeError, ValueError) as exc:
+            raise _error(where, f"shot {shot!r}: {exc}", _REPAIR_HINT) from exc
     return dataclasses.replace(manifest, entries=entries)
 
 
@@ -515,7 +539,7 @@ def _load(path: Path) -> tuple[Manifest | None, int]:
                 "would be forgotten and their shots created again)",
             )
         return None, 0
-    return _replay(manifest, records), len(records)
+    return _replay(manifest, records, journal), len(records)
 
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest | None:
@@ -812,13 +836,21 @@ class ManifestStore:
             raise TypeError(f"shot_id must be a non-empty string, got {shot_id!r}")
         if not isinstance(entry, ManifestEntry):
             raise TypeError(f"entry must be a ManifestEntry, got {type(entry).__name__}")
-        line = json.dumps(
-            {"shot": shot_id, "entry": entry.to_json()},
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
-        data = (line + "\n").encode("utf-8")
         with self._mutex:
+            # A shot already on record journals only what changed (a progress tick is a
+            # few bytes, not the whole request again).
+            previous = self._entries.get(shot_id)
+            new = entry.to_json()
+            record: dict[str, Any]
+            if previous is None:
+                record = {"shot": shot_id, "entry": new}
+            else:
+                old = previous.to_json()
+                changes = {k: v for k, v in new.items() if old.get(k, None) != v}
+                changes.update({k: None for k in old if k not in new})
+                record = {"shot": shot_id, "set": changes}
+            line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+            data = (line + "\n").encode("utf-8")
             fd = self._check_open()
             try:
                 _write_all(fd, data)
