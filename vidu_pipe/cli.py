@@ -219,12 +219,10 @@ def _manifest_path(args: argparse.Namespace, default: Path) -> Path:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from .api import plan
-    from .manifest import load_manifest
     from .validate import load
 
     storyboard = load(args.file)
     manifest_path = _manifest_path(args, storyboard.default_manifest_path)
-    manifest = load_manifest(manifest_path)
     the_plan = plan(
         storyboard,
         manifest=manifest_path,
@@ -261,7 +259,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
         print()
         return EXIT_OK
-    where = str(manifest_path) + ("" if manifest is not None else " (none yet)")
+    where = str(manifest_path) + ("" if manifest_path.exists() else " (none yet)")
     print(f"{storyboard.path}: {_count(len(the_plan.steps), 'shot')}; manifest {where}")
     print()
     width = max((len(s.shot.id) for s in the_plan.steps), default=0)
