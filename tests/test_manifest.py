@@ -156,13 +156,17 @@ def test_entry_missing_a_required_key_is_refused() -> None:
         {**REQUEST, "headers": {"Content-Type": "application/json"}},
         {**REQUEST, "Authorization": "sk-secret-value"},
         {**REQUEST, "extra_body": {"api_key": "sk-secret-value"}},
-        {**REQUEST, "prompt": "Bearer sk-secret-value"},
     ],
 )
 def test_entry_refuses_anything_like_a_credential(request_body: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="credential") as info:
         ManifestEntry("pending", "sha256:x", request_body)
     assert "sk-secret-value" not in str(info.value)
+
+
+def test_a_prompt_that_starts_like_a_credential_is_just_a_prompt() -> None:
+    body = {**REQUEST, "prompt": "Bearer of good news runs across a field"}
+    assert ManifestEntry("pending", "sha256:x", body).request["prompt"] == body["prompt"]
 
 
 def test_entry_keeps_its_own_copy_of_the_request() -> None:

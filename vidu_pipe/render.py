@@ -47,25 +47,41 @@ class RenderError(Exception):
 
 
 class _FolderLoader(jinja2.BaseLoader):
-    """``.j2`` files under one folder, by name with or without the ``.j2``."""
+    """``.j2`` files under one folder, by name with or without the ``.j2``.
+
+    The folder must really lie inside the storyboard's folder (a ``templates``
+    symlink to ``/proc/self`` would otherwise read the environment, key and all);
+    only ``.j2`` files are read, never hidden ones, and symlinks inside may not
+    lead out of it.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
 
+    @staticmethod
+    def outside(folder: Path) -> bool:
+        """Whether ``folder`` (``templates/`` beside a storyboard) leads out of that folder."""
+        return not folder.resolve().is_relative_to(folder.parent.resolve())
+
     def get_source(
         self, environment: jinja2.Environment, template: str
     ) -> tuple[str, str, Callable[[], bool]]:
-        for name in (template, template + ".j2"):
-            pieces = split_template_path(name)  # refuses '..'
-            try:
-                real = self.root.joinpath(*pieces).resolve(strict=True)
-            except OSError:
-                continue
-            # A symlink may point anywhere; only files really inside the folder count.
-            if real.is_file() and real.is_relative_to(self.root):
-                source = real.read_text(encoding="utf-8")
-                return source, str(real), lambda: True
-        raise jinja2.TemplateNotFound(template)
+        name = template if template.endswith(".j2") else template + ".j2"
+        pieces = split_template_path(name)  # refuses '..'
+        if any(piece.startswith(".") for piece in pieces):
+            raise jinja2.TemplateNotFound(template)
+        try:
+            real = self.root.joinpath(*pieces).resolve(strict=True)
+        except OSError:
+            raise jinja2.TemplateNotFound(template) from None
+        # A symlink may point anywhere; only files really inside the folder count.
+        if not (real.is_file() and real.is_relative_to(self.root)):
+            raise jinja2.TemplateNotFound(template)
+        try:
+            source = real.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            raise jinja2.TemplateNotFound(template) from None
+        return source, str(real), lambda: True
 
     def list_templates(self) -> list[str]:
         if not self.root.is_dir():
@@ -135,9 +151,11 @@ class _Sandbox(sandbox.SandboxedEnvironment):
 
     def __init__(self, **options: Any) -> None:
         # Every value printed is measured before it becomes text.
-        super().__init__(finalize=lambda value: _check_size(value, "a printed value"), **options)
+        super().__init__(finalize=_finalize, **options)
         self.globals["namespace"] = _BoundedNamespace
-        self.globals["lipsum"] = _bounded_lipsum
+        # A request must render the same on every run, or its fingerprint changes and
+        # make-style reruns would pay again: nothing random.
+        self.globals["lipsum"] = _not_deterministic("lipsum()")
         self.filters.update(
             center=_bounded_center,
             join=_bounded_join,
@@ -148,6 +166,7 @@ class _Sandbox(sandbox.SandboxedEnvironment):
             pprint=_sized_filter(self.filters["pprint"]),
             tojson=_bounded_tojson(self.filters["tojson"]),
             sum=_bounded_sum,
+            random=_not_deterministic("the random filter"),
         )
 
     def getattr(self, obj: Any, attribute: str) -> Any:
@@ -233,10 +252,21 @@ def _bounded_tojson(inner: Callable[..., Any]) -> Callable[..., Any]:
     return jinja2.pass_eval_context(tojson)
 
 
-def _bounded_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
-    if not 0 <= int(n) <= 20 or not 0 <= int(max) <= 1000:
-        raise SecurityError("lipsum() takes at most 20 paragraphs of at most 1000 words")
-    return str(jinja2.utils.generate_lorem_ipsum(int(n), html, int(min), int(max)))
+def _not_deterministic(what: str) -> Callable[..., Any]:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise SecurityError(
+            f"{what} is not available: a shot must render the same request on every run "
+            "(use takes: for variations)"
+        )
+
+    return refuse
+
+
+def _finalize(value: Any) -> Any:
+    """What ``{{ ... }}`` prints: never a function's address, never a huge value."""
+    if callable(value) and not isinstance(value, jinja2.Undefined):
+        raise SecurityError("cannot print a function or macro; call it: {{ name(...) }}")
+    return _check_size(value, "a printed value")
 
 
 @jinja2.pass_environment
@@ -306,6 +336,13 @@ class TemplateEnv:
 
     def __init__(self, templates: Mapping[str, str], folder: Path | None) -> None:
         loaders: list[jinja2.BaseLoader] = [jinja2.DictLoader(dict(templates))]
+        #: Set when the templates folder may not be read (it leads outside).
+        self.folder_problem: str | None = None
+        if folder is not None and folder.exists() and _FolderLoader.outside(folder):
+            self.folder_problem = (
+                f"{folder.name}/ leads outside the storyboard's folder; refusing to read it"
+            )
+            folder = None
         self.folder_loader = _FolderLoader(folder) if folder is not None else None
         if self.folder_loader is not None:
             loaders.append(self.folder_loader)
@@ -394,7 +431,15 @@ def _collect(template: jinja2.Template, variables: Mapping[str, Any]) -> str:
                 f"renders to more than {MAX_OUTPUT} characters",
                 "the endpoint takes at most 5000 characters; check loops and includes",
             )
-    return "".join(out)
+    text = "".join(out)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RenderError(
+            "renders a character that is not valid Unicode text (a lone surrogate)",
+            r"check escapes such as '\ud800' in the template",
+        ) from None
+    return text
 
 
 class _ShotRefError(Exception):

@@ -164,7 +164,17 @@ def _issues_for(error: jsonschema.ValidationError) -> Iterator[SchemaIssue]:
         if best is not None:
             yield from _issues_for(best)
             return
-    message = schema.get("x-message")
+    if "propertyNames" in error.absolute_schema_path and isinstance(instance, str):
+        # jsonschema reports a bad key at its mapping, with the key as the instance.
+        yield SchemaIssue((*path, instance), str(schema.get("x-message", error.message)), hint)
+        return
+    message = None if kw == "type" else schema.get("x-message")
+    if (
+        kw == "type"
+        and isinstance(instance, (int, float))
+        and "string" in (rule if isinstance(rule, list) else [rule])
+    ):
+        hint = f'YAML reads {instance} as a number; write it in quotes: "{instance}"'
     if message is None:
         if kw == "type":
             types = rule if isinstance(rule, list) else [rule]

@@ -17,7 +17,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import ipaddress
 import re
+import socket
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -118,6 +121,8 @@ def build_storyboard(doc: Document, path: Path) -> Storyboard:
     defaults: dict[str, Any] = dict(data.get("defaults") or {})
     assets: dict[str, str] = dict(data.get("assets") or {})
     env = TemplateEnv(data.get("templates") or {}, path.parent / "templates")
+    if env.folder_problem is not None:
+        out.add((), env.folder_problem, field="templates", hint="make templates/ a real folder")
     for name, source in (data.get("templates") or {}).items():
         try:
             env.check_syntax(source, name)
@@ -336,6 +341,15 @@ def _render_one(
             continue
         problem(field, tuple(path[1:]), issue.message, issue.hint)
 
+    for field, rest, url in _image_urls(body):
+        reason = _not_public(url)
+        if reason is not None:
+            problem(
+                field,
+                rest,
+                f"must be a public http(s) image URL: {reason}",
+                "the relay's servers fetch the image: localhost and private addresses do not work",
+            )
     prompt = body.get("prompt")
     if isinstance(prompt, str):
         for match in _IMAGE_REF.finditer(prompt):
@@ -360,6 +374,45 @@ def _render_one(
     if len(out.problems) > before:
         return None
     return (body,)
+
+
+def _image_urls(body: Mapping[str, Any]) -> list[tuple[str, tuple[int, ...], str]]:
+    found: list[tuple[str, tuple[int, ...], str]] = []
+    for field in ("image", "last_image"):
+        if isinstance(body.get(field), str):
+            found.append((field, (), body[field]))
+    for i, url in enumerate(body.get("reference_image_urls") or ()):
+        if isinstance(url, str):
+            found.append(("reference_image_urls", (i,), url))
+    return found
+
+
+def _not_public(url: str) -> str | None:
+    """Why the relay could not fetch ``url`` from the internet, or None.
+
+    The schema's pattern catches the common cases for editors; this catches every
+    spelling of a private host (``LOCALHOST``, ``[::]``, ``2130706433``, ``0x7f.1``).
+    """
+    try:
+        host = (urllib.parse.urlsplit(url).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return "it is not a valid URL"
+    if not host:
+        return "it has no host"
+    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+        return f"{host} is this machine or a private network"
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        if not re.fullmatch(r"[0-9a-fx.]+", host) or not re.search(r"[0-9]", host):
+            return None  # a name: the relay resolves it
+        try:  # the legacy spellings browsers and curl accept: 2130706433, 0x7f.1, 0177.1
+            address = ipaddress.ip_address(socket.inet_aton(host))
+        except (OSError, ValueError):
+            return None
+    if not address.is_global:
+        return f"{host} is a private, loopback or reserved address"
+    return None
 
 
 def _as_int(value: Any) -> Any:
