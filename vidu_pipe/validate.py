@@ -325,7 +325,9 @@ def _render_one(
         extra["seed"] = seed
     body["extra_body"] = extra
 
-    for issue in schemas.request_issues(body):
+    issues = schemas.request_issues(body)
+    flagged = {issue.path for issue in issues}
+    for issue in issues:
         path = issue.path
         if path[:1] == ("extra_body",):
             path = path[1:]
@@ -342,7 +344,7 @@ def _render_one(
         problem(field, tuple(path[1:]), issue.message, issue.hint)
 
     for field, rest, url in _image_urls(body):
-        reason = _not_public(url)
+        reason = None if (field, *rest) in flagged else _not_public(url)
         if reason is not None:
             problem(
                 field,
