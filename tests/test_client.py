@@ -587,16 +587,50 @@ async def test_retry_after_http_date() -> None:
     assert 110 <= caught.value.retry_after <= 120
 
 
+AMBIGUOUS = AmbiguousCreateError
+
 # fmt: off
 FIVE_XX_CASES = [
     # status, body, create class, create retryable, query retryable
+    # The relay's two shapes: it refused the create, which created nothing.
     pytest.param(500, oai("x"), ApiError, True, True, id="500 relay body"),
-    pytest.param(502, "<html><title>502</title></html>", AmbiguousCreateError, False, True,
-                 id="502 gateway html"),
-    pytest.param(504, None, AmbiguousCreateError, False, True, id="504 empty"),
-    pytest.param(500, "oops", AmbiguousCreateError, False, True, id="500 plain text"),
+    pytest.param(500, oai("", type="server_error"), ApiError, True, True,
+                 id="500 relay body, empty message"),
+    pytest.param(503, napi("busy", "overloaded"), ApiError, True, True, id="503 new-api body"),
+    pytest.param(502, {"code": 502, "message": "bad upstream", "data": None}, ApiError, True,
+                 True, id="502 new-api body, numeric code"),
     pytest.param(503, oai("no channel", type="new_api_error", code="model_not_found"),
                  ApiError, False, True, id="503 model_not_found"),
+    pytest.param(503, napi("model_not_found", "no channel"), ApiError, False, True,
+                 id="503 model_not_found, new-api body"),
+    # Anything else came from in front of the relay: the task may exist.
+    pytest.param(502, "<html><title>502</title></html>", AMBIGUOUS, False, True,
+                 id="502 gateway html"),
+    pytest.param(504, None, AMBIGUOUS, False, True, id="504 empty"),
+    pytest.param(500, "oops", AMBIGUOUS, False, True, id="500 plain text"),
+    pytest.param(504, {"message": "Endpoint request timed out"}, AMBIGUOUS, False, True,
+                 id="504 AWS API Gateway"),
+    pytest.param(502, {"message": "Internal server error"}, AMBIGUOUS, False, True,
+                 id="502 AWS API Gateway internal"),
+    pytest.param(503, {"Message": "Service Unavailable"}, AMBIGUOUS, False, True,
+                 id="503 capitalised Message"),
+    pytest.param(500, {"message": "boom", "code": "x"}, AMBIGUOUS, False, True,
+                 id="500 code and message without data"),
+    pytest.param(500, {"message": "boom", "data": None}, AMBIGUOUS, False, True,
+                 id="500 message and data without code"),
+    pytest.param(500, {"code": "x", "message": "boom", "data": {"id": "t"}}, AMBIGUOUS, False,
+                 True, id="500 new-api keys, data not null"),
+    pytest.param(503, {"code": "model_not_found"}, AMBIGUOUS, False, True,
+                 id="503 model_not_found code alone"),
+    pytest.param(500, {"error": "boom"}, AMBIGUOUS, False, True, id="500 error string"),
+    pytest.param(500, {"error": {"code": "x", "type": "y"}}, AMBIGUOUS, False, True,
+                 id="500 error object without message"),
+    pytest.param(500, {"error": {"message": 7}}, AMBIGUOUS, False, True,
+                 id="500 error object, message not text"),
+    pytest.param(502, {"statusCode": 502, "message": "Bad gateway"}, AMBIGUOUS, False, True,
+                 id="502 Azure APIM"),
+    pytest.param(502, [oai("x")], AMBIGUOUS, False, True, id="502 JSON list"),
+    pytest.param(504, "null", AMBIGUOUS, False, True, id="504 JSON null"),
 ]
 # fmt: on
 
@@ -620,8 +654,11 @@ async def test_5xx_create_retries_only_what_the_relay_refused(
     assert type(created.value) is create_cls
     assert created.value.retryable is create_retryable
     assert created.value.status_code == status
+    if create_cls is AmbiguousCreateError:
+        assert "not created again blindly" in str(created.value)
     assert type(queried.value) is ApiError
     assert queried.value.retryable is query_retryable
+    assert queried.value.status_code == status
 
 
 # ------------------------------------------------------------------------------------------
@@ -1025,6 +1062,82 @@ async def test_the_key_never_appears_in_errors_or_logs(
     client_lines = [r.getMessage() for r in caplog.records if r.name == "vidu_pipe.client"]
     assert f"POST {CREATE_URL} -> 401" in client_lines
     assert any("'authorization': '***'" in line for line in client_lines)
+
+
+CANARY = "relay-key-CANARY-7f3a"
+ECHO = f"rejected: token {CANARY} (Bearer {CANARY}) has no access"
+LEAKY_URL = f"https://cdn.test/v.mp4?key={CANARY}&sig=1"
+
+SCRUBBED = ECHO.replace(CANARY, "***")
+SCRUBBED_URL = LEAKY_URL.replace(CANARY, "***")
+
+# fmt: off
+LEAKY_ANSWERS = [
+    # a relay answer echoing the key; the state's status, error and URL, the key as ***
+    pytest.param(task(status="failed", fail_reason=ECHO), "failed", SCRUBBED, None,
+                 id="fail_reason"),
+    pytest.param(task(status="failed", error=ECHO), "failed", SCRUBBED, None, id="error string"),
+    pytest.param(task(status="failed", error={"message": ECHO, "code": CANARY}), "failed",
+                 SCRUBBED, None, id="error object"),
+    pytest.param(task(status="failed", error={"code": CANARY}), "failed", "***", None,
+                 id="error code only"),
+    pytest.param(task(status="failed", message=ECHO), "failed", SCRUBBED, None, id="message"),
+    pytest.param(task(status="failed", reason=ECHO), "failed", SCRUBBED, None, id="reason"),
+    pytest.param(task(status=f"weird {CANARY}", error_message=ECHO), "failed", SCRUBBED, None,
+                 id="unknown status with an error"),
+    pytest.param(wrapper(status="FAILURE", progress="100%", fail_reason=ECHO), "failed",
+                 SCRUBBED, None, id="new-api FAILURE"),
+    pytest.param(task(object="video", status="failed", error={"code": "x", "message": ECHO}),
+                 "failed", SCRUBBED, None, id="openai video failed"),
+    pytest.param(task(state="failed", err_code=ECHO), "failed", SCRUBBED, None,
+                 id="vidu err_code"),
+    pytest.param(task(status="completed", video_url=LEAKY_URL), "completed", None, SCRUBBED_URL,
+                 id="video_url"),
+    pytest.param(wrapper(status="SUCCESS", result_url=LEAKY_URL, fail_reason=""), "completed",
+                 None, SCRUBBED_URL, id="new-api result_url"),
+    pytest.param(task(object="video", status="completed", metadata={"url": LEAKY_URL}),
+                 "completed", None, SCRUBBED_URL, id="openai metadata.url"),
+    pytest.param(task(state="success", creations=[{"url": LEAKY_URL}]), "completed", None,
+                 SCRUBBED_URL, id="vidu creations"),
+    pytest.param({"id": f"task-{CANARY}", "status": f"stage-{CANARY}"}, "in_progress", None,
+                 None, id="task id and unknown status"),
+]
+# fmt: on
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("op", ["create", "query"])
+@pytest.mark.parametrize(("body", "status", "error", "url"), LEAKY_ANSWERS)
+async def test_the_key_never_reaches_a_task_state(
+    caplog: pytest.LogCaptureFixture,
+    op: str,
+    body: object,
+    status: str,
+    error: str | None,
+    url: str | None,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with client_for(answer(200, body), key=CANARY) as client:
+        state = await call(client, op)
+    assert CANARY not in repr(state)
+    # Scrubbed, not dropped: the rest of the relay's text is kept.
+    assert (state.status, state.error, state.video_url) == (status, error, url)
+    leaky_id = op == "create" and f"task-{CANARY}" in str(body)
+    assert state.task_id == ("task-***" if leaky_id else "task_1")
+    assert CANARY not in caplog.text
+
+
+@pytest.mark.anyio
+async def test_the_key_never_reaches_a_2xx_error_code() -> None:
+    body = {"error": {"message": ECHO, "code": CANARY}}
+    async with client_for(answer(200, body), key=CANARY) as client:
+        for op in ("create", "query"):
+            with pytest.raises(ApiError) as caught:
+                await call(client, op)
+            for link in chain(caught.value):
+                assert CANARY not in str(link)
+                assert CANARY not in repr(link)
+                assert CANARY not in str(getattr(link, "code", ""))
 
 
 @pytest.mark.anyio

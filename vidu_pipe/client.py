@@ -17,20 +17,26 @@ after a backoff; ``retry_after`` carries the relay's ``Retry-After`` in seconds:
     403 insufficient_user_quota, banned key      QuotaError               QuotaError
     404                                          ApiError                 /v1/videos/{id} (*)
     408, 429                                     ApiError(retryable, retry_after)
-    5xx with the relay's JSON error body         ApiError(retryable)      ApiError(retryable)
-    5xx model_not_found                          ApiError                 ApiError(retryable)
-    5xx without one (a gateway's HTML page)      AmbiguousCreateError     ApiError(retryable)
+    5xx with the relay's error body (**)         ApiError(retryable)      ApiError(retryable)
+    5xx, that body with code model_not_found     ApiError                 ApiError(retryable)
+    5xx with any other body (HTML, text, none,   AmbiguousCreateError     ApiError(retryable)
+      a gateway's {"message": ...})
     any other status                             ApiError                 ApiError
     connect error, connect or pool timeout       ApiError(retryable)      ApiError(retryable)
     bad URL, unsupported scheme, bad header      ApiError                 ApiError
     read/write timeout or error, dropped answer  AmbiguousCreateError     ApiError(retryable)
 
 (*) then the alias's answer, classified by this table, or ApiError when it is a 404 too.
+(**) exactly one of the two shapes this relay uses (SPEC §1): ``{"error": {"message": ...}}``
+(an object with a message) or new-api's ``{"code": ..., "message": ..., "data": null}`` (all
+three keys present).
 
 Why create differs: at this relay a create answered with an error status created nothing
 (SPEC §5), but a create that got no answer may have created a billed task, so it is never sent
 again blindly. A 5xx without the relay's own error body comes from something in front of the
-relay (a gateway that timed out waiting for it), so the relay may have accepted the task.
+relay (a gateway that timed out waiting for it), so the relay may have accepted the task; a
+gateway's own JSON, such as AWS API Gateway's ``{"message": "Endpoint request timed out"}``, is
+not the relay's body, which is why only the two exact shapes count.
 ``model_not_found`` means no channel serves the model: retrying a create will not help soon. A
 query only reads, so every transient failure of a query is retryable.
 
@@ -39,7 +45,9 @@ statuses not; every transport failure is retryable (a GET may be repeated).
 
 The key never appears in a message, a repr or a log line: the debug log of
 ``vidu_pipe.client`` shows method, URL (without its query) and status, with ``Authorization``
-redacted, and text from the relay is scrubbed of the key before it goes into a message.
+redacted, and text from the relay is scrubbed of the key before it goes into a message, an
+error code, a debug line or a :class:`TaskState` (its id, URL and failure reason): a relay may
+echo the key anywhere, and the runner writes a task's reason and URL into the manifest.
 """
 
 from __future__ import annotations
@@ -251,7 +259,18 @@ def parse_task(data: object, *, task_id: str | None = None) -> TaskState:
     return _parse_task(data, task_id=task_id, require_url=True)
 
 
-def _parse_task(data: object, *, task_id: str | None, require_url: bool) -> TaskState:
+def _unchanged(text: str) -> str:
+    return text
+
+
+def _parse_task(
+    data: object,
+    *,
+    task_id: str | None,
+    require_url: bool,
+    scrub: Callable[[str], str] = _unchanged,
+) -> TaskState:
+    """:func:`parse_task`, with ``scrub`` applied to every text it returns or logs."""
     if not isinstance(data, Mapping):
         raise ApiError(f"the answer is {_kind(data)}, not a task object", retryable=True)
     task: Mapping[str, Any] = data
@@ -285,7 +304,12 @@ def _parse_task(data: object, *, task_id: str | None, require_url: bool) -> Task
         known = _STATUS_WORDS.get(word)
         if known is None:
             status = "failed" if has_error else "in_progress"
-            logger.debug("task %s: unknown status %r read as %s", tid, raw_status, status)
+            logger.debug(
+                "task %s: unknown status %r read as %s",
+                scrub(tid),
+                scrub(str(raw_status)),
+                status,
+            )
         else:
             status = known
     if status == "completed" and url is None:
@@ -299,11 +323,11 @@ def _parse_task(data: object, *, task_id: str | None, require_url: bool) -> Task
     if status == "failed":
         error = _first(places, _REASON_PATHS, _reason_text) or _NO_REASON
     return TaskState(
-        task_id=tid,
+        task_id=scrub(tid),
         status=status,
         progress=_progress(task.get("progress")),
-        video_url=url if status == "completed" else None,
-        error=error,
+        video_url=scrub(url) if url is not None and status == "completed" else None,
+        error=None if error is None else scrub(error),
     )
 
 
@@ -410,6 +434,19 @@ def _json_error(data: Mapping[str, Any]) -> tuple[str | None, str | None]:
         or _text(data.get("detail"))
     )
     return message, _text(data.get("code"))
+
+
+def _is_relay_error_body(data: Mapping[str, Any]) -> bool:
+    """Whether ``data`` is one of the relay's two error shapes (SPEC §1), not a gateway's JSON.
+
+    ``{"error": {"message": "...", ...}}`` (an object with a text message), or new-api's
+    ``{"code": ..., "message": ..., "data": null}`` (all three keys present, ``data`` null).
+    A bare ``{"message": ...}`` (AWS API Gateway) or ``{"Message": ...}`` is not one.
+    """
+    error = data.get("error")
+    if isinstance(error, Mapping):
+        return isinstance(error.get("message"), str)
+    return all(key in data for key in ("code", "message", "data")) and data["data"] is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -628,11 +665,14 @@ class ViduClient:
         """The task in a 2xx answer, else :class:`ApiError` with the relay's text scrubbed.
 
         A create's answer (``task_id`` None) may be completed without a URL: the task exists.
+        Every text of the state is scrubbed of the key.
         """
         problem: ApiError
         try:
             data = json.loads(response.content)
-            return _parse_task(data, task_id=task_id, require_url=task_id is not None)
+            return _parse_task(
+                data, task_id=task_id, require_url=task_id is not None, scrub=self._scrub
+            )
         except ValueError:  # not JSON (UnicodeDecodeError is one)
             problem = ApiError(
                 f"the answer is not JSON ({_text_summary(response)})", retryable=True
@@ -643,7 +683,7 @@ class ViduClient:
         raise ApiError(
             f"{action}: HTTP {response.status_code}, but {self._scrub(problem.message)}",
             status_code=response.status_code,
-            code=problem.code,
+            code=problem.code and self._scrub(problem.code),
             retryable=problem.retryable,
         ) from None
 
@@ -707,17 +747,17 @@ class ViduClient:
                 f"{action}: quota spent or key banned ({detail})", status_code=status, code=code
             )
         if status >= 500 and op == "create":
+            if not relay_body:
+                raise AmbiguousCreateError(
+                    f"create: {detail}, not the relay's own error body; the task may exist, "
+                    "so it is not created again blindly",
+                    status_code=status,
+                )
             if code is not None and code.lower() == "model_not_found":
                 raise ApiError(
                     f"create: no channel of the relay serves this model ({detail})",
                     status_code=status,
                     code=code,
-                )
-            if not relay_body:
-                raise AmbiguousCreateError(
-                    f"create: {detail}, not from the relay itself; the task may exist, "
-                    "so it is not created again blindly",
-                    status_code=status,
                 )
         raise ApiError(
             f"{action}: {detail}",
@@ -728,7 +768,11 @@ class ViduClient:
         )
 
     def _error_details(self, response: httpx.Response) -> tuple[str, str | None, bool]:
-        """(message, code, whether the body is a JSON error of the relay), scrubbed."""
+        """(message, code, whether the body is the relay's own error body), scrubbed.
+
+        Message and code are read leniently from any JSON; only the two shapes of
+        :func:`_is_relay_error_body` count as the relay's body.
+        """
         try:
             data = json.loads(response.content)
         except ValueError:
@@ -737,7 +781,8 @@ class ViduClient:
             message, code = _json_error(data)
             if message is not None or code is not None:
                 text = message or response.reason_phrase or "no message"
-                return self._scrub(text), code and self._scrub(code), True
+                relay_body = _is_relay_error_body(data)
+                return self._scrub(text), code and self._scrub(code), relay_body
         return self._scrub(_text_summary(response)), None, False
 
 
