@@ -20,9 +20,9 @@ from pathlib import Path
 import anyio
 import httpx
 
-from .errors import ConfigError, Problem, StoryboardError
+from .errors import ConfigError, Problem, StoryboardError, UsageError
 from .events import EventSink
-from .manifest import Manifest, load_manifest
+from .manifest import Manifest, ManifestEntry, load_manifest
 from .plan import Plan
 from .plan import plan as _plan
 from .runner import RunOptions, RunResult, execute
@@ -52,7 +52,14 @@ def _storyboard(source: Storyboard | Path | str) -> Storyboard:
 
 
 def manifest_path_for(storyboard: Storyboard, manifest: Path | str | None) -> Path:
-    return Path(manifest) if manifest is not None else storyboard.default_manifest_path
+    """``--manifest``, or the storyboard's path with ``.manifest.json``; a usage error
+    when it names a folder (``--manifest .``) or nothing at all."""
+    if manifest is None:
+        return storyboard.default_manifest_path
+    path = Path(manifest)
+    if not str(manifest).strip() or path.name in ("", ".", "..") or path.is_dir():
+        raise UsageError(f"--manifest {str(manifest)!r} must name a file, not a folder")
+    return path
 
 
 def plan(
@@ -67,7 +74,15 @@ def plan(
     """What a run would do to each selected shot, from the manifest on disk."""
     board = _storyboard(storyboard)
     found = load_manifest(manifest_path_for(board, manifest))
-    return _plan(board, found, only=only, tags=tags, force=force, trusted=_trusted(found, simulate))
+    return _plan(
+        board,
+        found,
+        only=only,
+        tags=tags,
+        force=force,
+        trusted=_trusted(found, simulate),
+        resumable=not simulate,  # `run --simulate` starts a fresh simulator
+    )
 
 
 def _trusted(manifest: Manifest | None, simulate: bool) -> bool:
@@ -146,7 +161,14 @@ async def arun(
     environ = os.environ if env is None else env
     board = _storyboard(storyboard)
     opts = options if options is not None else options_for(board)
+    fresh_simulator = False
     if simulate:
+        if base_url is not None:
+            raise UsageError(
+                "--simulate runs the built-in simulator in-process and records it as such; "
+                "to run against a served simulator (vidu-pipe simulator), give --base-url "
+                "without --simulate"
+            )
         from .simulator import Simulator, SimulatorConfig
 
         if transport is None:
@@ -155,25 +177,76 @@ async def arun(
             sim = Simulator(SimulatorConfig(time_scale=SIMULATE_TIME_SCALE, seed=seed))
             transport = sim.transport()
             opts = replace(opts, time_scale=SIMULATE_TIME_SCALE)
-        url = base_url or SIMULATOR_BASE_URL
+            fresh_simulator = True
+        url = SIMULATOR_BASE_URL
         key: str | None = None
     else:
         url = resolve_base_url(base_url, environ)
         key = resolve_api_key(environ)
     path = manifest_path_for(board, manifest)
+    if opts.download_dir is not None:
+        _check_folder(opts.download_dir)  # before anything is paid for
     existing = load_manifest(path)
-    if simulate and existing is not None and existing.base_url not in (url, SIMULATOR_BASE_URL):
+    if simulate and existing is not None and existing.base_url != SIMULATOR_BASE_URL:
         raise ConfigError(
             f"{path} records real tasks at {existing.base_url}; a simulated run would mix "
             "simulated results into it (use --manifest to simulate into another file)"
         )
-    the_plan = _plan(
-        board, existing, only=only, tags=tags, force=force, trusted=_trusted(existing, simulate)
-    )
+    adopt = manifest is None  # the storyboard's own manifest, renamed along with it
+    if existing is not None and existing.base_url == SIMULATOR_BASE_URL and not simulate:
+        _forget_simulated(path, existing, board, adopt=adopt)
     with ManifestStore.open(
-        path, storyboard=board.path.name, base_url=url, order=board.ids
+        path, storyboard=board.path.name, base_url=url, order=board.ids, adopt=adopt
     ) as store:
+        # Planned under the lock: a second run cannot plan the same creates meanwhile.
+        the_plan = _plan(
+            board,
+            store.snapshot(),
+            only=only,
+            tags=tags,
+            force=force,
+            resumable=not fresh_simulator,
+        )
         async with ViduClient(url, key, transport=transport) as client:
             return await execute(
                 the_plan, store=store, client=client, options=opts, on_event=on_event
             )
+
+
+def _check_folder(folder: Path) -> None:
+    """``--download DIR`` must be a folder we can write, found out before paying."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".vidu-pipe-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"--download {folder}: cannot write there ({exc.strerror or exc})"
+        ) from None
+
+
+def _forget_simulated(path: Path, existing: Manifest, board: Storyboard, *, adopt: bool) -> None:
+    """Before a real run on a manifest the simulator wrote: its entries become pending.
+
+    Done under the simulator's own base URL and folded in before the real run opens
+    the file, so that no crash can leave simulated videos under a real base URL.
+    """
+    from .manifest import ManifestStore
+
+    with ManifestStore.open(
+        path, storyboard=board.path.name, base_url=SIMULATOR_BASE_URL, order=board.ids, adopt=adopt
+    ) as store:
+        for shot_id, entry in existing.entries.items():
+            if entry.status != "pending":
+                store.set(
+                    shot_id,
+                    ManifestEntry(
+                        status="pending",
+                        fingerprint=entry.fingerprint,
+                        request=entry.request,
+                        error="only simulated so far",
+                    ),
+                    durable=False,
+                )
+        store.compact()

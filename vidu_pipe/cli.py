@@ -14,10 +14,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from . import __version__
 from .errors import Problem, StoryboardError, UsageError, ViduPipeError
+
+if TYPE_CHECKING:
+    from .storyboard import Storyboard
 
 __all__ = ["main"]
 
@@ -44,6 +47,13 @@ def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be a port number from 0 to 65535")
     return value
 
 
@@ -125,12 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulator", help="serve the built-in simulator of the endpoint")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000)
     p.add_argument("--time-scale", type=_positive_float, default=1.0, metavar="X")
     p.add_argument("--fail-rate", type=float, default=0.0, metavar="P")
     p.add_argument("--dialect", choices=["seed", "new-api"], default="seed")
     p.add_argument("--key", metavar="K", help="the bearer key it accepts (default: any)")
-    p.add_argument("--seed", type=int, default=0, help="random seed for faults")
+    p.add_argument(
+        "--seed", type=int, help="random seed for task ids and faults (default: a fresh one)"
+    )
     p.add_argument(
         "--rate-limit", type=_positive_int, metavar="N", help="answer 429 above N creates a minute"
     )
@@ -158,6 +170,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    except OSError as exc:
+        # A file the command was pointed at cannot be read or written.
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"vidu-pipe: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def _print_problems(problems: Sequence[Problem], out: TextIO) -> None:
@@ -213,8 +230,10 @@ def _count(n: int, word: str) -> str:
 # --- plan -------------------------------------------------------------------
 
 
-def _manifest_path(args: argparse.Namespace, default: Path) -> Path:
-    return Path(args.manifest) if getattr(args, "manifest", None) else default
+def _manifest_path(args: argparse.Namespace, storyboard: Storyboard) -> Path:
+    from .api import manifest_path_for
+
+    return manifest_path_for(storyboard, getattr(args, "manifest", None))
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -222,7 +241,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from .validate import load
 
     storyboard = load(args.file)
-    manifest_path = _manifest_path(args, storyboard.default_manifest_path)
+    manifest_path = _manifest_path(args, storyboard)
     the_plan = plan(
         storyboard,
         manifest=manifest_path,
@@ -363,7 +382,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from .validate import load
 
     storyboard = load(args.file)
-    manifest_path = _manifest_path(args, storyboard.default_manifest_path)
+    manifest_path = _manifest_path(args, storyboard)
     report = compute(storyboard, load_manifest(manifest_path), manifest_path)
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2, ensure_ascii=False)
@@ -379,12 +398,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .validate import load
 
     storyboard = load(args.file)
-    manifest_path = _manifest_path(args, storyboard.default_manifest_path)
+    manifest_path = _manifest_path(args, storyboard)
+    target = Path(args.output)
+    if not args.output.strip() or target.is_dir():
+        raise UsageError(f"-o {args.output!r} must name a file, not a folder")
+    if target.exists() and target.resolve() in (
+        storyboard.path.resolve(),
+        manifest_path.resolve(),
+    ):
+        raise UsageError(f"-o {args.output} would overwrite the storyboard or its manifest")
     output = write_report(
         storyboard,
         load_manifest(manifest_path),
         manifest_path=manifest_path,
-        output=Path(args.output),
+        output=target,
     )
     print(f"{output}: contact sheet of {_count(len(storyboard.shots), 'shot')}")
     return EXIT_OK
@@ -401,7 +428,8 @@ def _cmd_simulator(args: argparse.Namespace) -> int:
     config = SimulatorConfig(
         key=args.key,
         time_scale=args.time_scale,
-        seed=args.seed,
+        # A fresh seed unless told: task ids of two simulator runs must not collide.
+        seed=args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big"),
         dialect=args.dialect,
         fail_rate=args.fail_rate,
         rate_limit_per_minute=args.rate_limit,

@@ -711,14 +711,17 @@ class ManifestStore:
         storyboard: str,
         base_url: str,
         order: Sequence[str],
+        adopt: bool = False,
     ) -> ManifestStore:
         """Lock the manifest at ``path``, load it with its journal, and get ready to write.
 
         Raises :class:`ConfigError` at once when another run holds the manifest (naming
         its pid, host and start time), and :class:`ManifestError` when the manifest is
-        corrupt or belongs to another ``storyboard``. A different ``base_url`` is taken
-        (noted in :attr:`previous_base_url`). ``order`` (the storyboard's shot ids)
-        orders ``shots`` in the file; entries of shots not in it follow, kept.
+        corrupt or belongs to another ``storyboard`` — unless ``adopt`` (the manifest
+        sits where this storyboard's own manifest goes: both were renamed together),
+        which records the new name. A different ``base_url`` is taken (noted in
+        :attr:`previous_base_url`). ``order`` (the storyboard's shot ids) orders
+        ``shots`` in the file; entries of shots not in it follow, kept.
         """
         path = Path(path)
         if isinstance(order, str):
@@ -726,7 +729,7 @@ class ManifestStore:
         lock = _Lock.acquire(lock_path(path), path)
         try:
             existing, recovered = _load(path)
-            if existing is not None and existing.storyboard != storyboard:
+            if existing is not None and existing.storyboard != storyboard and not adopt:
                 raise _error(
                     path,
                     f"this manifest belongs to storyboard {existing.storyboard!r}, "
@@ -766,7 +769,13 @@ class ManifestStore:
             # Write at once when there is no manifest yet (so the journal never exists
             # without one), when a crashed run left a journal (folding it in also drops
             # a torn last line before we append after it), or when the base URL moved.
-            if existing is None or self._journal_size > 0 or self.previous_base_url is not None:
+            renamed = existing is not None and existing.storyboard != self.storyboard
+            if (
+                existing is None
+                or self._journal_size > 0
+                or self.previous_base_url is not None
+                or renamed
+            ):
                 self._compact()
             elif created:
                 _fsync_dir(self.path.parent)

@@ -76,24 +76,33 @@ def select(
     for tag in tags:
         if not any(tag in shot.tags for shot in storyboard.shots):
             raise UsageError(f"--tag {tag!r} is on no shot in {storyboard.path}")
-    return [
+    chosen = [
         shot
         for shot in storyboard.shots
         if (not only or any(_matches(shot, p) for p in only))
         and (not tags or any(t in shot.tags for t in tags))
     ]
+    if not chosen:
+        raise UsageError(
+            f"no shot in {storyboard.path} matches both --only and --tag (a shot must match both)"
+        )
+    return chosen
 
 
 def _matches(shot: Shot, pattern: str) -> bool:
     return fnmatch.fnmatchcase(shot.id, pattern) or fnmatch.fnmatchcase(shot.source_id, pattern)
 
 
-def decide(shot: Shot, entry: ManifestEntry | None, *, force: bool = False) -> Step:
+def decide(
+    shot: Shot, entry: ManifestEntry | None, *, force: bool = False, resumable: bool = True
+) -> Step:
     """The table in this module's docstring, for one shot."""
     if entry is None:
         return Step(shot, "create", "new", None)
     same = entry.fingerprint == shot.fingerprint
     if entry.status == "submitted" and entry.task_id:
+        if not resumable:
+            return Step(shot, "create", "its simulated task ended with its simulator", entry)
         if same:
             return Step(shot, "resume", "submitted", entry)
         return Step(shot, "create", "changed (the running task is abandoned)", entry)
@@ -116,11 +125,14 @@ def plan(
     tags: Sequence[str] = (),
     force: bool = False,
     trusted: bool = True,
+    resumable: bool = True,
 ) -> Plan:
     """Decide every selected shot against the manifest (None: no manifest yet).
 
     ``trusted=False`` (a real run over a manifest that the simulator wrote)
-    creates every shot: simulated videos are not videos.
+    creates every shot: simulated videos are not videos. ``resumable=False``
+    (a fresh in-process simulator) creates the shots whose task was submitted
+    to an earlier simulator, which no longer exists.
     """
     entries = manifest.entries if manifest is not None else {}
     shots: Iterable[Shot] = select(storyboard, only, tags)
@@ -134,5 +146,7 @@ def plan(
         )
     return Plan(
         storyboard,
-        tuple(decide(shot, entries.get(shot.id), force=force) for shot in shots),
+        tuple(
+            decide(shot, entries.get(shot.id), force=force, resumable=resumable) for shot in shots
+        ),
     )

@@ -24,9 +24,11 @@ creating and lets the running tasks finish.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import random
 import signal
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +36,14 @@ from pathlib import Path
 import anyio
 
 from .client import TaskState, ViduClient
-from .errors import AmbiguousCreateError, ApiError, AuthError, QuotaError
+from .errors import (
+    AmbiguousCreateError,
+    ApiError,
+    AuthError,
+    ConfigError,
+    QuotaError,
+    ViduPipeError,
+)
 from .events import Event, EventSink
 from .manifest import Download, ManifestEntry, ManifestStore, utc_now
 from .plan import Plan, Step
@@ -45,6 +54,11 @@ from .storyboard import Shot
 __all__ = ["RunOptions", "RunResult", "execute"]
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 3, 130
+
+logger = logging.getLogger(__name__)
+
+#: Tries after which a relay that has not answered once in this run counts as unreachable.
+_UNREACHABLE_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -133,7 +147,11 @@ class _Run:
         self.stopping = False
         self.interrupted = False
         self.quota_error: str | None = None
-        self.auth_error: AuthError | None = None
+        #: What stops the whole run: a refused key, an unreachable relay, a manifest
+        #: that cannot be written, or a bug.
+        self.fatal: ViduPipeError | None = None
+        #: Whether any request of this run got an answer from the relay.
+        self.reached = False
         self.shots_scope: anyio.CancelScope | None = None
         self.messages: list[str] = []
 
@@ -165,8 +183,8 @@ class _Run:
                     for step in ordered:
                         tg.start_soon(self._drive, step)
             outer.cancel_scope.cancel()
-        if self.auth_error is not None:
-            raise self.auth_error
+        if self.fatal is not None:
+            raise self.fatal
         result = RunResult(
             completed=tuple(self.tally.completed),
             failed=tuple(self.tally.failed),
@@ -197,6 +215,9 @@ class _Run:
                 if self.interrupted:
                     # Second Ctrl-C: leave now. Every record on disk is whole already:
                     # journal lines are fsynced one by one and compactions are renames.
+                    if sys.stdout.isatty():
+                        sys.stdout.write("\x1b[?25h\n")  # the live display hid the cursor
+                        sys.stdout.flush()
                     os._exit(EXIT_INTERRUPTED)
                 self.interrupted = True
                 self.stopping = True
@@ -208,9 +229,9 @@ class _Run:
                 if self.shots_scope is not None:
                     self.shots_scope.cancel()
 
-    def _stop_all(self, error: AuthError) -> None:
-        if self.auth_error is None:
-            self.auth_error = error
+    def _stop_all(self, error: ViduPipeError) -> None:
+        if self.fatal is None:
+            self.fatal = error
         self.stopping = True
         if self.shots_scope is not None:
             self.shots_scope.cancel()
@@ -229,8 +250,13 @@ class _Run:
             url = await self._task(step)
             if url is not None and self.options.download_dir is not None:
                 await self._download(shot, url)
-        except AuthError as exc:
+        except ViduPipeError as exc:  # a refused key, an unreachable relay, a full disk
             self._stop_all(exc)
+        except Exception as exc:  # a bug: stop cleanly, say what, keep what is on disk
+            logger.debug("shot %s", shot.id, exc_info=True)
+            self._stop_all(
+                ViduPipeError(f"internal error on shot {shot.id}: {type(exc).__name__}: {exc}")
+            )
         except anyio.get_cancelled_exc_class():
             if shot.id not in self._settled():
                 # A task that exists keeps running at the relay; the next run resumes it.
@@ -261,6 +287,18 @@ class _Run:
                 entry = created
                 self.tally.tasks.add(shot.id)
             return await self._wait(shot, entry)
+
+    def _check_reachable(self, exc: ApiError, attempt: int) -> None:
+        """A relay that never answered in this run, after a few tries, is a configuration
+        problem (a wrong --base-url, no network): stop at once rather than retry every
+        shot for minutes and call them failed."""
+        if exc.status_code is not None:
+            self.reached = True
+        elif not self.reached and attempt >= _UNREACHABLE_TRIES:
+            raise ConfigError(
+                f"cannot reach the relay at {self.client.base_url}: {exc.message} "
+                "(check --base-url / VIDU_BASE_URL and the network)"
+            )
 
     def _retried(self, shot: Shot, what: str, attempt: int, exc: ApiError, delay: float) -> None:
         self.emit(
@@ -349,6 +387,7 @@ class _Run:
             except AuthError:
                 raise
             except ApiError as exc:
+                self._check_reachable(exc, attempt)
                 if exc.retryable and attempt < self.options.create_attempts:
                     if exc.status_code == 429:
                         hint = None if exc.retry_after is None else exc.retry_after
@@ -362,6 +401,7 @@ class _Run:
                 self.creates_reserved -= 1
                 self._fail(shot, base, exc.message)
                 return None
+            self.reached = True
             self.gate.created()
             self.tally.created += 1
             self.emit("created", shot.id, task_id=entry.task_id, attempt=entry.attempts)
@@ -386,6 +426,7 @@ class _Run:
             except AuthError:
                 raise
             except ApiError as exc:
+                self._check_reachable(exc, failures + 1)
                 transient = exc.retryable or exc.status_code is None
                 if last_chance and transient:
                     self._gave_up(shot, entry)
@@ -397,9 +438,16 @@ class _Run:
                         delay = max(delay, self.clock.from_wire(exc.retry_after))
                     self._retried(shot, "query", failures, exc, delay)
                     continue
-                self._fail(shot, entry, f"querying task {entry.task_id} failed: {exc.message}")
+                error = f"querying task {entry.task_id} failed: {exc.message}"
+                if exc.code == "task_not_exist":
+                    self._fail(shot, entry, error)  # gone at the relay: the next run creates
+                else:
+                    # The task was paid for and may well finish: keep it submitted, so the
+                    # next run asks again instead of paying for another.
+                    self._left_submitted(shot, entry, error + "; the next run asks again")
                 return None
             failures = 0
+            self.reached = True
             now = self.clock.now()
             if state.status == "completed":
                 return self._completed(shot, entry, state, now - start)
@@ -424,10 +472,15 @@ class _Run:
             delay = schedule.next_delay(now)
 
     def _gave_up(self, shot: Shot, entry: ManifestEntry) -> None:
-        error = (
+        self._left_submitted(
+            shot,
+            entry,
             f"gave up waiting after {self.options.timeout:g} s; the task is still "
-            "submitted and the next run resumes it"
+            "submitted and the next run resumes it",
         )
+
+    def _left_submitted(self, shot: Shot, entry: ManifestEntry, error: str) -> None:
+        """This run stops waiting for the shot, but its task stays on record (submitted)."""
         self.store.set(shot.id, entry.replace(error=error))
         self.tally.failed.append(shot.id)
         self.emit("failed", shot.id, task_id=entry.task_id, error=error)
