@@ -118,6 +118,9 @@ class TaskState:
     error: str | None
 
 
+_MIN_SCRUB = 8
+
+
 def resolve_api_key(env: Mapping[str, str] = os.environ) -> str:
     """The relay key from ``VIDU_API_KEY`` (and nowhere else), stripped of surrounding blanks.
 
@@ -323,7 +326,8 @@ def _parse_task(
     if status == "failed":
         error = _first(places, _REASON_PATHS, _reason_text) or _NO_REASON
     return TaskState(
-        task_id=scrub(tid),
+        # The id is never rewritten: it is what the next query asks for.
+        task_id=tid,
         status=status,
         progress=_progress(task.get("progress")),
         video_url=scrub(url) if url is not None and status == "completed" else None,
@@ -656,8 +660,13 @@ class ViduClient:
         return {} if self._api_key is None else {"Authorization": f"Bearer {self._api_key}"}
 
     def _scrub(self, text: str) -> str:
-        """``text`` without the key: relays may echo the token they refuse."""
-        return text.replace(self._api_key, "***") if self._api_key else text
+        """``text`` without the key: relays may echo the token they refuse.
+
+        A key shorter than 8 characters is no real relay key (theirs are ``sk-`` and
+        dozens of characters); replacing it everywhere would mangle ordinary words.
+        """
+        key = self._api_key
+        return text.replace(key, "***") if key and len(key) >= _MIN_SCRUB else text
 
     def _read_task(
         self, response: httpx.Response, *, action: str, task_id: str | None
@@ -670,9 +679,14 @@ class ViduClient:
         problem: ApiError
         try:
             data = json.loads(response.content)
-            return _parse_task(
+            state = _parse_task(
                 data, task_id=task_id, require_url=task_id is not None, scrub=self._scrub
             )
+            # An id is never rewritten (the next query asks for it); one that carries the
+            # key would put the key into the manifest, so it is refused instead.
+            if self._scrub(state.task_id) != state.task_id:
+                raise ApiError("the answer's task id contains the API key; not recorded")
+            return state
         except ValueError:  # not JSON (UnicodeDecodeError is one)
             problem = ApiError(
                 f"the answer is not JSON ({_text_summary(response)})", retryable=True
