@@ -182,6 +182,10 @@ def parse_yaml(text: str, file: str = "<string>") -> Document:
         ) from None
     except yaml.MarkedYAMLError as exc:
         line, col = _pos(exc.problem_mark)
+        if "maximum nesting depth" in str(exc.problem):
+            # PyYAML >= 6.0.4 stops deep nesting itself, before our own count sees it.
+            problem = Problem(file, line, col, f"nesting deeper than {MAX_DEPTH} levels")
+            raise StoryboardError([problem]) from None
         message = exc.problem or "invalid YAML"
         if exc.context:
             message = f"{message} ({exc.context})"
