@@ -291,3 +291,69 @@ def test_simulated_runs_record_the_simulator_as_their_base_url(
     assert cli(capsys, "run", str(path), "--simulate", "--quiet")[0] == 0
     manifest = load_manifest(path.with_suffix(".manifest.json"))
     assert manifest is not None and manifest.base_url == SIMULATOR_BASE_URL
+
+
+# --- a stopped run says so, and leaves nothing behind ------------------------------------
+
+
+def test_a_refused_key_leaves_no_manifest_and_still_reports_the_end_of_the_run(
+    tmp_path: Path,
+) -> None:
+    from vidu_pipe.errors import AuthError
+    from vidu_pipe.events import Event
+
+    path = board(tmp_path, [{"id": "a", "prompt": "x"}, {"id": "b", "prompt": "y"}])
+    relay = Simulator(SimulatorConfig(time_scale=SCALE, key="sk-the-right-key"))
+    events: list[Event] = []
+
+    async def go() -> RunResult:
+        return await arun(
+            path,
+            base_url=BASE,
+            transport=relay.transport(),
+            env={"VIDU_API_KEY": "sk-a-wrong-key"},
+            options=RunOptions(time_scale=SCALE, rate_per_minute=0),
+            on_event=events.append,
+        )
+
+    with pytest.raises(AuthError):
+        anyio.run(go)
+    assert not path.with_suffix(".manifest.json").exists()
+    finished = [e for e in events if e.kind == "run-finished"]
+    assert len(finished) == 1 and finished[0].data["exit_code"] == 3
+    reasons = {e.data["reason"] for e in events if e.kind == "not-started"}
+    assert reasons <= {"key refused"}
+
+
+def test_a_relay_without_the_task_route_is_a_configuration_error(
+    tmp_path: Path,
+) -> None:
+    import httpx
+
+    from vidu_pipe.errors import ConfigError
+
+    path = board(tmp_path, [{"id": "a", "prompt": "x"}])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, text="<html>not found</html>")
+
+    async def go() -> RunResult:
+        return await arun(
+            path,
+            base_url=BASE,
+            transport=httpx.MockTransport(handler),
+            env=ENV,
+            options=RunOptions(time_scale=SCALE, rate_per_minute=0),
+        )
+
+    with pytest.raises(ConfigError, match="no task endpoint"):
+        anyio.run(go)
+
+
+def test_plan_refuses_what_run_refuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = board(tmp_path, [{"id": "a", "prompt": "x"}])
+    assert real_run(path, sim()).completed == ("a",)
+    for command in ("plan", "run"):
+        code, out = cli(capsys, command, str(path), "--simulate")
+        assert code == 3, (command, out)
+        assert "records real tasks" in out

@@ -20,10 +20,10 @@ from pathlib import Path
 import anyio
 import httpx
 
-from .errors import ConfigError, Problem, StoryboardError, UsageError
+from .errors import ConfigError, ManifestError, Problem, StoryboardError, UsageError
 from .events import EventSink
 from .manifest import Manifest, ManifestEntry, load_manifest
-from .plan import Plan
+from .plan import Plan, select
 from .plan import plan as _plan
 from .runner import RunOptions, RunResult, execute
 from .storyboard import Storyboard
@@ -73,7 +73,9 @@ def plan(
 ) -> Plan:
     """What a run would do to each selected shot, from the manifest on disk."""
     board = _storyboard(storyboard)
-    found = load_manifest(manifest_path_for(board, manifest))
+    path = manifest_path_for(board, manifest)
+    found = load_manifest(path)
+    _check_manifest(found, path, board, simulate=simulate, explicit=manifest is not None)
     return _plan(
         board,
         found,
@@ -83,6 +85,26 @@ def plan(
         trusted=_trusted(found, simulate),
         resumable=not simulate,  # `run --simulate` starts a fresh simulator
     )
+
+
+def _check_manifest(
+    existing: Manifest | None, path: Path, board: Storyboard, *, simulate: bool, explicit: bool
+) -> None:
+    """What ``plan`` and ``run`` both refuse: simulating into a manifest of real tasks, and
+    a ``--manifest`` that belongs to another storyboard."""
+    if existing is None:
+        return
+    real_tasks = any(e.task_id for e in existing.entries.values())
+    if simulate and existing.base_url != SIMULATOR_BASE_URL and real_tasks:
+        raise ConfigError(
+            f"{path} records real tasks at {existing.base_url}; a simulated run would mix "
+            "simulated results into it (use --manifest to simulate into another file)"
+        )
+    if explicit and existing.storyboard != board.path.name:
+        raise ManifestError(
+            f"{path}: this manifest belongs to storyboard {existing.storyboard!r}, "
+            f"not {board.path.name!r} (use --manifest to pick another path)"
+        )
 
 
 def _trusted(manifest: Manifest | None, simulate: bool) -> bool:
@@ -186,17 +208,19 @@ async def arun(
     path = manifest_path_for(board, manifest)
     if opts.download_dir is not None:
         _check_folder(opts.download_dir)  # before anything is paid for
+    select(board, only, tags)  # a selection typo is refused before any file is touched
     existing = load_manifest(path)
-    if simulate and existing is not None and existing.base_url != SIMULATOR_BASE_URL:
-        raise ConfigError(
-            f"{path} records real tasks at {existing.base_url}; a simulated run would mix "
-            "simulated results into it (use --manifest to simulate into another file)"
-        )
+    _check_manifest(existing, path, board, simulate=simulate, explicit=manifest is not None)
     adopt = manifest is None  # the storyboard's own manifest, renamed along with it
     if existing is not None and existing.base_url == SIMULATOR_BASE_URL and not simulate:
         _forget_simulated(path, existing, board, adopt=adopt)
     with ManifestStore.open(
-        path, storyboard=board.path.name, base_url=url, order=board.ids, adopt=adopt
+        path,
+        storyboard=board.path.name,
+        base_url=url,
+        order=board.ids,
+        adopt=adopt,
+        keep_empty=False,  # a run stopped before recording anything leaves no file
     ) as store:
         # Planned under the lock: a second run cannot plan the same creates meanwhile.
         the_plan = _plan(

@@ -42,7 +42,7 @@ class ViduPipeError(Exception):
 class Problem:
     """One located problem in one storyboard file.
 
-    ``line`` and ``column`` are 1-based; 0 means "the file as a whole".
+    ``line`` and ``column`` are 1-based (1:1 for a problem with the file as a whole).
     ``field`` is a dotted path inside the shot (``reference_image_urls.2``) or
     inside the document when ``shot`` is None (``defaults.model``).
     """

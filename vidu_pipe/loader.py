@@ -364,18 +364,18 @@ def load_document(path: Path | str, *, display: str | None = None) -> Document:
         with p.open("rb") as fh:
             raw = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
-        raise StoryboardError([Problem(name, 0, 0, "no such file")]) from None
+        raise StoryboardError([Problem(name, 1, 1, "no such file")]) from None
     except IsADirectoryError:
-        raise StoryboardError([Problem(name, 0, 0, "is a folder, not a storyboard file")]) from None
+        raise StoryboardError([Problem(name, 1, 1, "is a folder, not a storyboard file")]) from None
     except OSError as exc:
-        raise StoryboardError([Problem(name, 0, 0, f"cannot read: {exc.strerror}")]) from None
+        raise StoryboardError([Problem(name, 1, 1, f"cannot read: {exc.strerror}")]) from None
     if len(raw) > MAX_BYTES:
         raise StoryboardError(
             [
                 Problem(
                     name,
-                    0,
-                    0,
+                    1,
+                    1,
                     f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB; refusing to load it",
                     hint="split the storyboard into several files",
                 )

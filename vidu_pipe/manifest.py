@@ -702,6 +702,7 @@ class ManifestStore:
         self._journal_records = 0
         self._syncs = 0
         self._closed = False
+        self._remove_if_empty = False
 
     @classmethod
     def open(
@@ -712,6 +713,7 @@ class ManifestStore:
         base_url: str,
         order: Sequence[str],
         adopt: bool = False,
+        keep_empty: bool = True,
     ) -> ManifestStore:
         """Lock the manifest at ``path``, load it with its journal, and get ready to write.
 
@@ -719,7 +721,9 @@ class ManifestStore:
         its pid, host and start time), and :class:`ManifestError` when the manifest is
         corrupt or belongs to another ``storyboard`` — unless ``adopt`` (the manifest
         sits where this storyboard's own manifest goes: both were renamed together),
-        which records the new name. A different ``base_url`` is taken (noted in
+        which records the new name. With ``keep_empty=False`` a manifest that this open
+        created is removed again on close if nothing was recorded in it (a run that a
+        refused key stopped leaves nothing behind). A different ``base_url`` is taken (noted in
         :attr:`previous_base_url`). ``order`` (the storyboard's shot ids) orders
         ``shots`` in the file; entries of shots not in it follow, kept.
         """
@@ -745,6 +749,7 @@ class ManifestStore:
                 entries=existing.entries if existing is not None else {},
             )
             store.recovered_records = recovered
+            store._remove_if_empty = existing is None and not keep_empty
             store._start(existing)
         except BaseException:
             lock.release()
@@ -954,6 +959,9 @@ class ManifestStore:
                     self._journal_fd = None
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._journal)
+                if self._remove_if_empty and not self._entries:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.path)  # still under the lock
             finally:
                 if self._journal_fd is not None:
                     os.close(self._journal_fd)

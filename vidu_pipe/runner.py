@@ -152,6 +152,8 @@ class _Run:
         self.fatal: ViduPipeError | None = None
         #: Whether any request of this run got an answer from the relay.
         self.reached = False
+        #: Why shots that did not start did not start, once the run stops.
+        self.stop_reason = "interrupted"
         self.shots_scope: anyio.CancelScope | None = None
         self.messages: list[str] = []
 
@@ -183,8 +185,6 @@ class _Run:
                     for step in ordered:
                         tg.start_soon(self._drive, step)
             outer.cancel_scope.cancel()
-        if self.fatal is not None:
-            raise self.fatal
         result = RunResult(
             completed=tuple(self.tally.completed),
             failed=tuple(self.tally.failed),
@@ -205,8 +205,10 @@ class _Run:
             running=len(result.running),
             skipped=len(result.skipped),
             created=result.created,
-            exit_code=result.exit_code,
+            exit_code=EXIT_CONFIG if self.fatal is not None else result.exit_code,
         )
+        if self.fatal is not None:
+            raise self.fatal
         return result
 
     async def _watch_signals(self) -> None:
@@ -221,6 +223,7 @@ class _Run:
                     os._exit(EXIT_INTERRUPTED)
                 self.interrupted = True
                 self.stopping = True
+                self.stop_reason = "interrupted"
                 self.messages.append(
                     "interrupted: no new tasks; submitted tasks keep their ids and resume "
                     "on the next run (press Ctrl-C again to quit at once)"
@@ -232,6 +235,13 @@ class _Run:
     def _stop_all(self, error: ViduPipeError) -> None:
         if self.fatal is None:
             self.fatal = error
+            self.stop_reason = (
+                "key refused"
+                if isinstance(error, AuthError)
+                else "relay unreachable"
+                if "cannot reach" in str(error)
+                else "run stopped"
+            )
         self.stopping = True
         if self.shots_scope is not None:
             self.shots_scope.cancel()
@@ -260,8 +270,10 @@ class _Run:
         except anyio.get_cancelled_exc_class():
             if shot.id not in self._settled():
                 # A task that exists keeps running at the relay; the next run resumes it.
-                tally = self.tally.running if shot.id in self.tally.tasks else None
-                (tally if tally is not None else self.tally.not_started).append(shot.id)
+                if shot.id in self.tally.tasks:
+                    self.tally.running.append(shot.id)
+                else:
+                    self._not_started(shot, self.stop_reason)
             raise
 
     def _settled(self) -> set[str]:
@@ -341,7 +353,7 @@ class _Run:
         while True:
             if self.stopping or self.quota_error:
                 self.creates_reserved -= 1
-                reason = "interrupted" if self.stopping else "quota spent"
+                reason = self.stop_reason if self.stopping else "quota spent"
                 self._not_started(shot, reason)
                 return None
             attempt += 1
@@ -388,6 +400,12 @@ class _Run:
                 raise
             except ApiError as exc:
                 self._check_reachable(exc, attempt)
+                if exc.status_code in (404, 405):
+                    # No create route there: a wrong --base-url, not a problem of this shot.
+                    raise ConfigError(
+                        f"{self.client.base_url} has no task endpoint (HTTP {exc.status_code} on "
+                        "POST /v1/video/generations): check --base-url / VIDU_BASE_URL"
+                    ) from None
                 if exc.retryable and attempt < self.options.create_attempts:
                     if exc.status_code == 429:
                         hint = None if exc.retry_after is None else exc.retry_after
