@@ -86,9 +86,15 @@ class _FolderLoader(jinja2.BaseLoader):
     def list_templates(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(
-            str(p.relative_to(self.root)).removesuffix(".j2") for p in self.root.rglob("*.j2")
-        )
+        names = []
+        for path in self.root.rglob("*.j2"):
+            relative = path.relative_to(self.root)
+            if any(part.startswith(".") for part in relative.parts):
+                continue  # hidden: never read, so never suggested
+            if not path.resolve().is_relative_to(self.root):
+                continue  # a link out of the folder: never read either
+            names.append(str(relative).removesuffix(".j2"))
+        return sorted(names)
 
 
 #: Most characters (or items) any value built inside a template may have.
