@@ -357,3 +357,26 @@ def test_plan_refuses_what_run_refuses(tmp_path: Path, capsys: pytest.CaptureFix
         code, out = cli(capsys, command, str(path), "--simulate")
         assert code == 3, (command, out)
         assert "records real tasks" in out
+
+
+# --- like make: the same request is never paid for twice --------------------------------
+
+
+def test_changing_takes_or_renaming_a_shot_reuses_its_video(tmp_path: Path) -> None:
+    relay = sim()
+    shot = {"id": "closeup", "prompt": "slow push-in", "seed": 42, "takes": 3}
+    path = board(tmp_path, [shot])
+    assert real_run(path, relay).completed == ("closeup.take1", "closeup.take2", "closeup.take3")
+    board(tmp_path, [{**shot, "takes": 1}])  # closeup now sends what closeup.take1 sent
+    again = real_run(path, relay)
+    assert again.skipped == ("closeup",) and again.created == 0
+    board(tmp_path, [{**shot, "takes": 1, "id": "push-in"}])  # a rename
+    renamed = real_run(path, relay)
+    assert renamed.skipped == ("push-in",) and renamed.created == 0
+    manifest = load_manifest(path.with_suffix(".manifest.json"))
+    assert manifest is not None
+    assert manifest.entries["push-in"].task_id == manifest.entries["closeup.take1"].task_id
+    assert relay.stats().creates == 3
+    # a shot with a new request is still made
+    board(tmp_path, [{**shot, "takes": 1, "id": "push-in", "prompt": "fast push-in"}])
+    assert real_run(path, relay).created == 1

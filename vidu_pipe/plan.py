@@ -12,6 +12,9 @@ none, or ``pending``                   create    new / pending
 ``completed``, same fingerprint        skip      up to date (create: forced)
 ``submitted``, same fingerprint        resume    submitted (poll the task)
 ``submitted``, other fingerprint       create    changed (old task abandoned)
+none, but a shot no longer in the      skip      up to date (its video is
+storyboard completed the same request            adopted: a rename, or takes
+                                                 changed between 1 and N)
 =====================================  ========  ==========================
 
 ``--force`` turns "up to date" into a create; it never re-creates a task that
@@ -42,6 +45,9 @@ class Step:
     action: Action
     reason: str
     entry: ManifestEntry | None
+    #: A shot no longer in the storyboard whose completed video this shot takes over
+    #: (same request): a renamed shot, or ``ID`` <-> ``ID.take1`` when takes change.
+    adopted_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,9 +150,19 @@ def plan(
                 for shot in shots
             ),
         )
-    return Plan(
-        storyboard,
-        tuple(
-            decide(shot, entries.get(shot.id), force=force, resumable=resumable) for shot in shots
-        ),
-    )
+    # Completed videos of shots that left the storyboard, by request: a shot that renders
+    # exactly that request again takes the video over instead of paying for it again.
+    ids = set(storyboard.ids)
+    orphans = {
+        entry.fingerprint: shot_id
+        for shot_id, entry in entries.items()
+        if shot_id not in ids and entry.status == "completed"
+    }
+    steps = []
+    for shot in shots:
+        step = decide(shot, entries.get(shot.id), force=force, resumable=resumable)
+        old = orphans.pop(shot.fingerprint, None) if step.reason == "new" else None
+        if old is not None and not force:
+            step = Step(shot, "skip", f"up to date (the video of {old})", entries[old], old)
+        steps.append(step)
+    return Plan(storyboard, tuple(steps))

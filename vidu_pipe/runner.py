@@ -252,6 +252,8 @@ class _Run:
         shot = step.shot
         try:
             if step.action == "skip":
+                if step.adopted_from is not None and step.entry is not None:
+                    self.store.set(shot.id, step.entry, durable=False)
                 self.tally.skipped.append(shot.id)
                 self.emit("skipped", shot.id, reason=step.reason)
                 if self.options.download_dir is not None and step.entry is not None:
