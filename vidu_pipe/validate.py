@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import ipaddress
 import re
@@ -389,6 +390,7 @@ def _image_urls(body: Mapping[str, Any]) -> list[tuple[str, tuple[int, ...], str
     return found
 
 
+@functools.lru_cache(maxsize=4096)  # assets repeat across shots
 def _not_public(url: str) -> str | None:
     """Why the relay could not fetch ``url`` from the internet, or None.
 
