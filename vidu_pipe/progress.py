@@ -481,12 +481,17 @@ class LiveView:
             active = t.active()
             counts = t.counts()
             lines = Table.grid(padding=(0, 1))
+            # On a narrow terminal the task id goes first: the shot id, its state and
+            # its percent are what a person reads.
+            wide = self.console.size.width >= 110
+            id_width = min(28, max((len(shot.id) for shot in active), default=4))
             lines.add_column(width=1)
-            lines.add_column(no_wrap=True, overflow="ellipsis", max_width=28)
-            lines.add_column(no_wrap=True, overflow="ellipsis")
+            lines.add_column(no_wrap=True, overflow="ellipsis", min_width=id_width, max_width=28)
+            lines.add_column(no_wrap=True, overflow="ellipsis", min_width=14)
             lines.add_column(width=12)
             lines.add_column(justify="right", no_wrap=True)
-            lines.add_column(no_wrap=True, overflow="ellipsis")
+            if wide:
+                lines.add_column(no_wrap=True, overflow="ellipsis")
             room = max(3, self.console.size.height - 4)
             frame = _SPINNER[int(self.wall() * 10) % len(_SPINNER)]
             shown = active[:room] if len(active) <= room else active[: room - 1]
@@ -503,14 +508,16 @@ class LiveView:
                 if eta is not None:
                     times += f"  ~{format_seconds(eta)} left"
                 tail = shot.note if shot.note and shot.note != "resumed" else (shot.task_id or "")
-                lines.add_row(
+                cells: list[RenderableType] = [
                     Text(frame if running else "·", style=style),
                     Text(shot.id, style="bold" if running else ""),
                     Text(t.describe(shot, now), style=style),
                     bar,
                     Text(times),
-                    Text(tail, style="dim"),
-                )
+                ]
+                if wide:
+                    cells.append(Text(tail, style="dim"))
+                lines.add_row(*cells)
             if len(shown) < len(active):
                 lines.add_row("", Text(f"… and {len(active) - len(shown)} more", style="dim"))
             end = t.finished if t.finished is not None else now
