@@ -380,3 +380,19 @@ def test_changing_takes_or_renaming_a_shot_reuses_its_video(tmp_path: Path) -> N
     # a shot with a new request is still made
     board(tmp_path, [{**shot, "takes": 1, "id": "push-in", "prompt": "fast push-in"}])
     assert real_run(path, relay).created == 1
+
+
+def test_printing_an_empty_value_is_an_error_not_the_word_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = board(
+        tmp_path,
+        [
+            {"id": "a", "prompt": "take {{ shot.take }}"},
+            {"id": "b", "prompt": "take {{ shot.take or 1 }}"},
+        ],
+    )
+    code, out = cli(capsys, "validate", str(path))
+    assert code == 2
+    assert "shot 'a': prompt: prints an empty value" in out
+    assert "shot 'b'" not in out

@@ -269,7 +269,13 @@ def _not_deterministic(what: str) -> Callable[..., Any]:
 
 
 def _finalize(value: Any) -> Any:
-    """What ``{{ ... }}`` prints: never a function's address, never a huge value."""
+    """What ``{{ ... }}`` prints: never "None", a function's address, or a huge value."""
+    if value is None:
+        raise RenderError(
+            "prints an empty value (it would read 'None' in the prompt)",
+            "shot.take is set only on shots with takes, and `~` in vars is empty: "
+            "write {{ x or '' }} or {% if x %}...{% endif %}",
+        )
     if callable(value) and not isinstance(value, jinja2.Undefined):
         raise SecurityError("cannot print a function or macro; call it: {{ name(...) }}")
     return _check_size(value, "a printed value")
