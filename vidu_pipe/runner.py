@@ -29,7 +29,6 @@ import os
 import random
 import signal
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -616,7 +615,3 @@ async def execute(
     Raises AuthError when the relay refuses the key (after recording what it knows).
     """
     return await _Run(plan, store, client, options, on_event or (lambda _e: None)).execute()
-
-
-def selected_ids(plan: Plan) -> Sequence[str]:
-    return [s.shot.id for s in plan.steps]
