@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import anyio
 import httpx
@@ -28,6 +30,9 @@ from .plan import plan as _plan
 from .runner import RunOptions, RunResult, execute
 from .storyboard import Storyboard
 from .validate import load
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 __all__ = ["SIMULATE_TIME_SCALE", "SIMULATOR_BASE_URL", "load", "plan", "run", "validate"]
 
@@ -130,38 +135,6 @@ def options_for(storyboard: Storyboard, **flags: object) -> RunOptions:
     return replace(base, **merged)  # type: ignore[arg-type]
 
 
-def run(
-    storyboard: Storyboard | Path | str,
-    *,
-    simulate: bool = False,
-    base_url: str | None = None,
-    manifest: Path | str | None = None,
-    only: Sequence[str] = (),
-    tags: Sequence[str] = (),
-    force: bool = False,
-    options: RunOptions | None = None,
-    on_event: EventSink | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    env: Mapping[str, str] | None = None,
-) -> RunResult:
-    """Run the shots that need it and write the manifest (blocking; see ``arun``)."""
-    return anyio.run(
-        lambda: arun(
-            storyboard,
-            simulate=simulate,
-            base_url=base_url,
-            manifest=manifest,
-            only=only,
-            tags=tags,
-            force=force,
-            options=options,
-            on_event=on_event,
-            transport=transport,
-            env=env,
-        )
-    )
-
-
 async def arun(
     storyboard: Storyboard | Path | str,
     *,
@@ -176,7 +149,14 @@ async def arun(
     transport: httpx.AsyncBaseTransport | None = None,
     env: Mapping[str, str] | None = None,
 ) -> RunResult:
-    """The async form of :func:`run`."""
+    """Run the shots that need it and write the manifest (``run`` is the blocking form).
+
+    ``simulate`` runs against the built-in simulator in-process (no key, no network);
+    ``transport`` replaces the network (tests); ``env`` replaces ``os.environ`` for
+    ``VIDU_API_KEY`` and ``VIDU_BASE_URL``. Raises :class:`StoryboardError`,
+    :class:`UsageError`, :class:`ConfigError` (and :class:`AuthError`) before or instead
+    of a result; a result's ``exit_code`` says how the shots went.
+    """
     from .client import ViduClient, resolve_api_key, resolve_base_url
     from .manifest import ManifestStore
 
@@ -274,3 +254,17 @@ def _forget_simulated(path: Path, existing: Manifest, board: Storyboard, *, adop
                     durable=False,
                 )
         store.compact()
+
+
+def _blocking(function: Callable[_P, Awaitable[_T]]) -> Callable[_P, _T]:
+    """The blocking form of a coroutine function, with the same (typed) signature."""
+
+    @functools.wraps(function)
+    def blocking(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return anyio.run(functools.partial(function, *args, **kwargs))
+
+    return blocking
+
+
+#: Run the shots that need it and write the manifest: :func:`arun`, blocking.
+run = _blocking(arun)
