@@ -373,11 +373,7 @@ class _Run:
                         status="submitted",
                         task_id=state.task_id,
                         attempts=attempts + 1,
-                        error=None,
-                        video_url=None,
                         submitted_at=utc_now(),
-                        finished_at=None,
-                        download=None,
                     )
                     self.store.set(shot.id, entry, durable=True)
             except QuotaError as exc:
@@ -397,8 +393,6 @@ class _Run:
                 )
                 self._fail(shot, base.replace(attempts=attempts + 1), error)
                 return None
-            except AuthError:
-                raise
             except ApiError as exc:
                 self._check_reachable(exc, attempt)
                 if exc.status_code in (404, 405):
@@ -409,7 +403,7 @@ class _Run:
                     ) from None
                 if exc.retryable and attempt < self.options.create_attempts:
                     if exc.status_code == 429:
-                        hint = None if exc.retry_after is None else exc.retry_after
+                        hint = exc.retry_after
                         pause = self.gate.refused(
                             None if hint is None else self.clock.from_wire(hint)
                         )
@@ -442,8 +436,6 @@ class _Run:
             last_chance = self.clock.now() >= deadline
             try:
                 state = await self.client.query(entry.task_id)
-            except AuthError:
-                raise
             except ApiError as exc:
                 self._check_reachable(exc, failures + 1)
                 transient = exc.retryable or exc.status_code is None
@@ -550,8 +542,6 @@ class _Run:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 size, sha256 = await self.client.download(url, dest)
                 break
-            except AuthError:
-                raise
             except ApiError as exc:
                 if exc.retryable and attempt < 3:
                     await self._back_off(shot, "download", attempt, exc)
