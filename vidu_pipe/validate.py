@@ -73,6 +73,20 @@ class _Collector:
         self._seen.add(key)
         self.problems.append(Problem(self.doc.file, line, col, message, shot, field, hint))
 
+    def duplicate_id(self, index: int, shot_id: str, first_line: int, *, take: bool) -> None:
+        self.add(
+            ("shots", index, "id"),
+            f"duplicate shot id '{shot_id}' (first used at line {first_line})",
+            shot=shot_id,
+            field="id",
+            hint="shot ids must be unique: they key the manifest and name files"
+            + (" (takes add .takeN to the id)" if take else ""),
+        )
+
+    def error(self) -> StoryboardError:
+        """Every problem found, in the order of the file."""
+        return StoryboardError(sorted(self.problems, key=lambda p: (p.line, p.column)))
+
 
 def _shot_label(doc: Document, index: int) -> str | None:
     shots = doc.data.get("shots") if isinstance(doc.data, dict) else None
@@ -108,7 +122,7 @@ def build_storyboard(doc: Document, path: Path) -> Storyboard:
     data = doc.data
     if not isinstance(data, dict):
         out.add((), "a storyboard is a mapping with version: 1 and shots:", hint=_EXAMPLE_HINT)
-        raise StoryboardError(out.problems)
+        raise out.error()
     bad_shots = _schema_problems(doc, out)
     top_broken = any(
         p.field and p.field.split(".")[0] in ("defaults", "vars", "assets", "templates")
@@ -117,7 +131,7 @@ def build_storyboard(doc: Document, path: Path) -> Storyboard:
     )
     shots_raw = data.get("shots")
     if top_broken or -1 in bad_shots or not isinstance(shots_raw, list):
-        raise StoryboardError(out.problems)
+        raise out.error()
 
     defaults: dict[str, Any] = dict(data.get("defaults") or {})
     assets: dict[str, str] = dict(data.get("assets") or {})
@@ -144,13 +158,7 @@ def build_storyboard(doc: Document, path: Path) -> Storyboard:
         line = doc.locate(("shots", index))[0]
         if sid in written:
             reported.add(sid)
-            out.add(
-                ("shots", index, "id"),
-                f"duplicate shot id '{sid}' (first used at line {written[sid]})",
-                shot=sid,
-                field="id",
-                hint="shot ids must be unique: they key the manifest and name files",
-            )
+            out.duplicate_id(index, sid, written[sid], take=False)
         else:
             written[sid] = line
     for index, raw in enumerate(shots_raw):
@@ -158,21 +166,13 @@ def build_storyboard(doc: Document, path: Path) -> Storyboard:
             continue
         for shot in _expand(doc, out, env, index, raw, defaults, base_vars, assets):
             if shot.id in first_line:
-                if shot.take is None and shot.id in reported:
-                    continue  # reported above
-                out.add(
-                    ("shots", index, "id"),
-                    f"duplicate shot id '{shot.id}' (first used at line {first_line[shot.id]})",
-                    shot=shot.id,
-                    field="id",
-                    hint="shot ids must be unique: they key the manifest and name files"
-                    + (" (takes add .takeN to the id)" if shot.take else ""),
-                )
+                if shot.take is not None or shot.id not in reported:  # else: reported above
+                    out.duplicate_id(index, shot.id, first_line[shot.id], take=bool(shot.take))
                 continue
             first_line[shot.id] = shot.line
             shots.append(shot)
     if out.problems:
-        raise StoryboardError(sorted(out.problems, key=lambda p: (p.line, p.column)))
+        raise out.error()
     run = RunSettings(**(data.get("run") or {}))
     name = data.get("name") or path.stem
     return Storyboard(
