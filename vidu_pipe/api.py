@@ -22,9 +22,9 @@ from typing import ParamSpec, TypeVar
 import anyio
 import httpx
 
-from .errors import ConfigError, ManifestError, Problem, StoryboardError, UsageError
+from .errors import ConfigError, Problem, StoryboardError, UsageError
 from .events import EventSink
-from .manifest import Manifest, ManifestEntry, load_manifest
+from .manifest import Manifest, ManifestEntry, check_owner, load_manifest
 from .plan import Plan, select
 from .plan import plan as _plan
 from .runner import RunOptions, RunResult, execute
@@ -105,11 +105,8 @@ def _check_manifest(
             f"{path} records real tasks at {existing.base_url}; a simulated run would mix "
             "simulated results into it (use --manifest to simulate into another file)"
         )
-    if explicit and existing.storyboard != board.path.name:
-        raise ManifestError(
-            f"{path}: this manifest belongs to storyboard {existing.storyboard!r}, "
-            f"not {board.path.name!r} (use --manifest to pick another path)"
-        )
+    if explicit:
+        check_owner(existing, board.path.name, path)
 
 
 def _trusted(manifest: Manifest | None, simulate: bool) -> bool:

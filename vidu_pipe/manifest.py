@@ -52,6 +52,7 @@ __all__ = [
     "ManifestStore",
     "Status",
     "StoreStatistics",
+    "check_owner",
     "journal_path",
     "load_manifest",
     "lock_path",
@@ -542,6 +543,16 @@ def _load(path: Path) -> tuple[Manifest | None, int]:
     return _replay(manifest, records, journal), len(records)
 
 
+def check_owner(manifest: Manifest, storyboard: str, path: Path) -> None:
+    """Raise :class:`ManifestError` when ``manifest`` belongs to another storyboard."""
+    if manifest.storyboard != storyboard:
+        raise _error(
+            path,
+            f"this manifest belongs to storyboard {manifest.storyboard!r}, not {storyboard!r}",
+            "use --manifest to pick another path",
+        )
+
+
 def load_manifest(path: str | os.PathLike[str]) -> Manifest | None:
     """Read the manifest at ``path`` with its journal replayed, without taking the lock.
 
@@ -733,13 +744,8 @@ class ManifestStore:
         lock = _Lock.acquire(lock_path(path), path)
         try:
             existing, recovered = _load(path)
-            if existing is not None and existing.storyboard != storyboard and not adopt:
-                raise _error(
-                    path,
-                    f"this manifest belongs to storyboard {existing.storyboard!r}, "
-                    f"not {storyboard!r}",
-                    "use --manifest to pick another path",
-                )
+            if existing is not None and not adopt:
+                check_owner(existing, storyboard, path)
             store = cls(
                 path,
                 lock,
