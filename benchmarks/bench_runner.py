@@ -31,13 +31,13 @@ import anyio
 import yaml
 
 from vidu_pipe.api import arun, load
-from vidu_pipe.client import ViduClient
 from vidu_pipe.events import Event
-from vidu_pipe.manifest import ManifestStore
-from vidu_pipe.plan import plan as make_plan
-from vidu_pipe.runner import RunOptions, execute
-from vidu_pipe.schemas import MODELS
+from vidu_pipe.execution.client import ViduClient
+from vidu_pipe.execution.runner import RunOptions, execute
+from vidu_pipe.manifest.store import ManifestStore
+from vidu_pipe.planner import plan as make_plan
 from vidu_pipe.simulator import Simulator, SimulatorConfig
+from vidu_pipe.storyboard.schemas import MODELS
 
 BASE = "http://relay.bench"
 #: Run seconds per real second for parts 1 and 2: a 60-second task takes 0.6 s.

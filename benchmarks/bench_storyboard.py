@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import vidu_pipe
-from vidu_pipe.plan import plan
-from vidu_pipe.validate import load
+from vidu_pipe.planner import plan
+from vidu_pipe.storyboard.build import load
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ("text", "image", "first-last", "reference")

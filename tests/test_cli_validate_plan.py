@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from vidu_pipe.cli import main
-from vidu_pipe.validate import load
+from vidu_pipe.storyboard.build import load
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = sorted((ROOT / "pipelines").glob("*.yaml"))

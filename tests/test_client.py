@@ -22,15 +22,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vidu_pipe.client import (
-    DEFAULT_BASE_URL,
-    TaskState,
-    ViduClient,
-    parse_retry_after,
-    parse_task,
-    resolve_api_key,
-    resolve_base_url,
-)
 from vidu_pipe.errors import (
     AmbiguousCreateError,
     ApiError,
@@ -38,6 +29,15 @@ from vidu_pipe.errors import (
     ConfigError,
     QuotaError,
     ViduPipeError,
+)
+from vidu_pipe.execution.client import (
+    DEFAULT_BASE_URL,
+    TaskState,
+    ViduClient,
+    parse_retry_after,
+    parse_task,
+    resolve_api_key,
+    resolve_base_url,
 )
 
 KEY = "sk-SECRET-canary-123"
@@ -1059,7 +1059,9 @@ async def test_the_key_never_appears_in_errors_or_logs(
             assert marker not in str(link)
             assert marker not in repr(link)
     assert marker not in caplog.text
-    client_lines = [r.getMessage() for r in caplog.records if r.name == "vidu_pipe.client"]
+    client_lines = [
+        r.getMessage() for r in caplog.records if r.name == "vidu_pipe.execution.client"
+    ]
     assert f"POST {CREATE_URL} -> 401" in client_lines
     assert any("'authorization': '***'" in line for line in client_lines)
 
@@ -1166,10 +1168,10 @@ async def test_the_key_never_reaches_a_2xx_error_code() -> None:
 async def test_debug_log_shows_method_url_status_but_no_query(
     caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="vidu_pipe.client")
+    caplog.set_level(logging.DEBUG, logger="vidu_pipe.execution.client")
     async with client_for(video_host()) as client:
         await client.download(VIDEO, tmp_path / "v.mp4")
-    lines = [r.getMessage() for r in caplog.records if r.name == "vidu_pipe.client"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "vidu_pipe.execution.client"]
     assert "GET https://cdn.video.test/out/task_1.mp4 -> 200" in lines
     assert "sig=abc" not in caplog.text
     assert "authorization" not in caplog.text

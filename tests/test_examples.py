@@ -9,9 +9,9 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from vidu_pipe.cli import main
-from vidu_pipe.loader import load_document
-from vidu_pipe.storyboard import Storyboard
-from vidu_pipe.validate import load
+from vidu_pipe.storyboard.build import load
+from vidu_pipe.storyboard.loader import load_document
+from vidu_pipe.storyboard.model import Storyboard
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = sorted((ROOT / "pipelines").glob("*.yaml"))

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
-from vidu_pipe.manifest import journal_path, load_manifest, lock_path
-from vidu_pipe.schemas import MODELS
+from vidu_pipe.manifest.store import journal_path, load_manifest, lock_path
 from vidu_pipe.simulator import Simulator, SimulatorConfig, running_server
+from vidu_pipe.storyboard.schemas import MODELS
 
 KEY = "sk-CANARY-7f3e9a"
 FAST, SLOW = "viduq3t-540p", "viduq3p-540p"

@@ -13,8 +13,8 @@ import pytest
 
 from vidu_pipe.cli import main
 from vidu_pipe.errors import StoryboardError
-from vidu_pipe.loader import MAX_BYTES, parse_yaml
-from vidu_pipe.validate import load
+from vidu_pipe.storyboard.build import load
+from vidu_pipe.storyboard.loader import MAX_BYTES, parse_yaml
 
 VALID = "version: 1\nshots:\n  - id: s\n    model: viduq3p-720p\n    duration: 5\n    prompt: x\n"
 

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vidu_pipe.errors import ConfigError, ManifestError
-from vidu_pipe.manifest import (
+from vidu_pipe.manifest.store import (
     STATUSES,
     Download,
     Manifest,
@@ -396,7 +396,7 @@ def test_a_journal_change_to_an_unknown_shot_is_corruption(path: Path) -> None:
 
 CHILD_PRELUDE = f"""
 import os, signal, sys
-from vidu_pipe.manifest import ManifestEntry, ManifestStore
+from vidu_pipe.manifest.store import ManifestEntry, ManifestStore
 path = sys.argv[1]
 store = ManifestStore.open(path, storyboard={STORYBOARD!r}, base_url={BASE_URL!r}, order=[])
 """

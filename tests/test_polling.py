@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vidu_pipe.polling import PollSchedule
+from vidu_pipe.execution.polling import PollSchedule
 
 MAX_QUERIES = 10
 MAX_LAG = 0.05  # of the task's generation time

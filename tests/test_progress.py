@@ -23,7 +23,7 @@ import pytest
 
 from vidu_pipe import events as events_module
 from vidu_pipe.events import Event
-from vidu_pipe.progress import (
+from vidu_pipe.views.progress import (
     PlainPrinter,
     Tracker,
     choose_mode,
@@ -501,7 +501,7 @@ def test_json_lines_on_stdout_and_the_summary_on_stderr(board: Path) -> None:
 
 
 def test_the_events_table_documents_every_kind_the_runner_emits() -> None:
-    runner = (Path(events_module.__file__).parent / "runner.py").read_text("utf-8")
+    runner = (Path(events_module.__file__).parent / "execution" / "runner.py").read_text("utf-8")
     emitted = set(re.findall(r'self\.emit\(\s*"([a-z-]+)"', runner))
     emitted |= set(re.findall(r'Event\("([a-z-]+)"', runner))
     assert emitted, "the runner emits events"

@@ -23,8 +23,8 @@ from jsonschema import Draft202012Validator
 
 from vidu_pipe.cli import main
 from vidu_pipe.errors import StoryboardError
-from vidu_pipe.storyboard import Storyboard
-from vidu_pipe.validate import load
+from vidu_pipe.storyboard.build import load
+from vidu_pipe.storyboard.model import Storyboard
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUEST_SCHEMA = json.loads((ROOT / "schemas" / "request.schema.json").read_text())

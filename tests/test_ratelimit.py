@@ -10,7 +10,7 @@ from itertools import pairwise
 import anyio
 import pytest
 
-from vidu_pipe.ratelimit import Clock, CreateGate
+from vidu_pipe.execution.ratelimit import Clock, CreateGate
 
 SCALE = 0.001
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from vidu_pipe.errors import StoryboardError
-from vidu_pipe.storyboard import Storyboard
-from vidu_pipe.validate import load
+from vidu_pipe.storyboard.build import load
+from vidu_pipe.storyboard.model import Storyboard
 
 MAX_SEED = 2147483647
 HERO = "https://cdn.example.com/hero.png"

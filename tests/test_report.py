@@ -24,10 +24,10 @@ import pytest
 import vidu_pipe
 from vidu_pipe.api import SIMULATOR_BASE_URL
 from vidu_pipe.cli import main
-from vidu_pipe.client import DEFAULT_BASE_URL
-from vidu_pipe.manifest import load_manifest
-from vidu_pipe.report import render_report
-from vidu_pipe.runner import RunOptions
+from vidu_pipe.execution.client import DEFAULT_BASE_URL
+from vidu_pipe.execution.runner import RunOptions
+from vidu_pipe.manifest.store import load_manifest
+from vidu_pipe.views.report import render_report
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from vidu_pipe import schemas
+from vidu_pipe.storyboard import schemas
 
 URL = st.sampled_from(
     ["https://cdn.example.com/a.png", "http://x.org/b.jpg", "ftp://x/c.png", "http://localhost/d"]

@@ -26,9 +26,9 @@ from jsonschema import Draft202012Validator
 
 from vidu_pipe import events as events_module
 from vidu_pipe.api import load
-from vidu_pipe.manifest import journal_path, load_manifest, lock_path
-from vidu_pipe.schemas import MODELS, load_schema
+from vidu_pipe.manifest.store import journal_path, load_manifest, lock_path
 from vidu_pipe.simulator import Simulator, SimulatorConfig, running_server
+from vidu_pipe.storyboard.schemas import MODELS, load_schema
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "sk-cli-test-key"

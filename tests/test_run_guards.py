@@ -15,10 +15,10 @@ import yaml
 
 from vidu_pipe.api import SIMULATOR_BASE_URL, arun
 from vidu_pipe.cli import main
-from vidu_pipe.manifest import ManifestEntry, load_manifest
-from vidu_pipe.runner import RunOptions, RunResult
-from vidu_pipe.schemas import MODELS
+from vidu_pipe.execution.runner import RunOptions, RunResult
+from vidu_pipe.manifest.store import ManifestEntry, load_manifest
 from vidu_pipe.simulator import Simulator, SimulatorConfig
+from vidu_pipe.storyboard.schemas import MODELS
 
 SCALE = 0.001
 BASE = "http://relay.test"

@@ -28,11 +28,11 @@ from jsonschema import Draft202012Validator
 from vidu_pipe.api import arun, load
 from vidu_pipe.errors import AuthError
 from vidu_pipe.events import Event
-from vidu_pipe.manifest import load_manifest
-from vidu_pipe.runner import RunOptions, RunResult
-from vidu_pipe.schemas import MODELS, load_schema
+from vidu_pipe.execution.runner import RunOptions, RunResult
+from vidu_pipe.manifest.store import load_manifest
 from vidu_pipe.simulator import Simulator, SimulatorConfig
-from vidu_pipe.storyboard import mode_of
+from vidu_pipe.storyboard.model import mode_of
+from vidu_pipe.storyboard.schemas import MODELS, load_schema
 
 REPO = Path(__file__).resolve().parent.parent
 PIPELINES = sorted((REPO / "pipelines").glob("*.yaml"))

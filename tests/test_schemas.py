@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from vidu_pipe import schemas
 from vidu_pipe.cli import main
+from vidu_pipe.storyboard import schemas
 
 ROOT = Path(__file__).resolve().parent.parent
 STORYBOARD = json.loads((ROOT / "schemas" / "storyboard.schema.json").read_text())

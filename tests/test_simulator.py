@@ -23,9 +23,7 @@ import anyio
 import httpx
 import pytest
 
-from vidu_pipe._sample_video import FRAME_RATE, frame_size, sample_mp4
 from vidu_pipe.errors import ConfigError
-from vidu_pipe.schemas import MODELS
 from vidu_pipe.simulator import (
     DEFAULT_DURATIONS,
     Simulator,
@@ -33,6 +31,8 @@ from vidu_pipe.simulator import (
     running_server,
     serve,
 )
+from vidu_pipe.simulator._video import FRAME_RATE, frame_size, sample_mp4
+from vidu_pipe.storyboard.schemas import MODELS
 
 CREATE = "/v1/video/generations"
 KEY = "sk-simulator-test-key"

@@ -13,10 +13,10 @@ import pytest
 
 from vidu_pipe.api import SIMULATOR_BASE_URL
 from vidu_pipe.cli import main
-from vidu_pipe.client import DEFAULT_BASE_URL
-from vidu_pipe.manifest import Download, Manifest, ManifestEntry, load_manifest
-from vidu_pipe.status import compute, format_age, format_plain, print_status
-from vidu_pipe.validate import load
+from vidu_pipe.execution.client import DEFAULT_BASE_URL
+from vidu_pipe.manifest.store import Download, Manifest, ManifestEntry, load_manifest
+from vidu_pipe.storyboard.build import load
+from vidu_pipe.views.status import compute, format_age, format_plain, print_status
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from vidu_pipe.cli import main
-from vidu_pipe.validate import load
+from vidu_pipe.storyboard.build import load
 
 MODELS = [
     "viduq3p-540p",

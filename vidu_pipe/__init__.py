@@ -21,14 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
-# `plan` and `validate` are both submodules and functions of the API. Importing a
-# submodule binds its name on the package, so the submodules load first and the
-# functions below are bound after them: `vidu_pipe.plan` is the function.
-from . import plan as _plan_module  # noqa: F401
-from . import validate as _validate_module  # noqa: F401
-from .errors import (
+from vidu_pipe._version import __version__
+from vidu_pipe.errors import (
     AmbiguousCreateError,
     ApiError,
     AuthError,
@@ -42,12 +36,12 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .api import arun, load, run
-    from .events import Event
-    from .manifest import Manifest, ManifestEntry, load_manifest
-    from .plan import Plan, Step
-    from .runner import RunOptions, RunResult
-    from .storyboard import Shot, Storyboard
+    from vidu_pipe.api import arun, load, run
+    from vidu_pipe.events import Event
+    from vidu_pipe.execution.runner import RunOptions, RunResult
+    from vidu_pipe.manifest.store import Manifest, ManifestEntry, load_manifest
+    from vidu_pipe.planner import Plan, Step
+    from vidu_pipe.storyboard.model import Shot, Storyboard
 
 __all__ = [
     "AmbiguousCreateError",
@@ -84,21 +78,21 @@ _LAZY = {
     "load": "api",
     "run": "api",
     "Event": "events",
-    "Manifest": "manifest",
-    "ManifestEntry": "manifest",
-    "load_manifest": "manifest",
-    "Plan": "plan",
-    "Step": "plan",
-    "RunOptions": "runner",
-    "RunResult": "runner",
-    "Shot": "storyboard",
-    "Storyboard": "storyboard",
+    "Manifest": "manifest.store",
+    "ManifestEntry": "manifest.store",
+    "load_manifest": "manifest.store",
+    "Plan": "planner",
+    "Step": "planner",
+    "RunOptions": "execution.runner",
+    "RunResult": "execution.runner",
+    "Shot": "storyboard.model",
+    "Storyboard": "storyboard.model",
 }
 
 
 def validate(path: Path | str) -> list[Problem]:
     """Every problem in a storyboard file (an empty list when it is valid); no network."""
-    from .api import validate as _validate
+    from vidu_pipe.api import validate as _validate
 
     return _validate(path)
 
@@ -113,7 +107,7 @@ def plan(
     simulate: bool = False,
 ) -> Plan:
     """What a run would do to each selected shot, from the manifest on disk; no network."""
-    from .api import plan as _plan
+    from vidu_pipe.api import plan as _plan
 
     return _plan(
         storyboard, manifest=manifest, only=only, tags=tags, force=force, simulate=simulate

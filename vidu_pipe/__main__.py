@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import sys
 
-from .cli import main
+from vidu_pipe.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,25 +22,20 @@ from typing import ParamSpec, TypeVar
 import anyio
 import httpx
 
-from .errors import ConfigError, Problem, StoryboardError, UsageError
-from .events import EventSink
-from .manifest import Manifest, ManifestEntry, check_owner, load_manifest
-from .plan import Plan, select
-from .plan import plan as _plan
-from .runner import RunOptions, RunResult, execute
-from .storyboard import Storyboard
-from .validate import load
+from vidu_pipe.constants import SIMULATE_TIME_SCALE, SIMULATOR_BASE_URL
+from vidu_pipe.errors import ConfigError, Problem, StoryboardError, UsageError
+from vidu_pipe.events import EventSink
+from vidu_pipe.execution.runner import RunOptions, RunResult, execute
+from vidu_pipe.manifest.store import Manifest, ManifestEntry, check_owner, load_manifest
+from vidu_pipe.planner import Plan, select
+from vidu_pipe.planner import plan as _plan
+from vidu_pipe.storyboard.build import load
+from vidu_pipe.storyboard.model import Storyboard
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 __all__ = ["SIMULATE_TIME_SCALE", "SIMULATOR_BASE_URL", "load", "plan", "run", "validate"]
-
-#: The in-process simulator's base URL: never a real host (``.invalid`` cannot resolve).
-SIMULATOR_BASE_URL = "http://simulator.vidu-pipe.invalid"
-#: ``run --simulate`` compresses time 100x: a 3-minute task takes 1.8 s, and the
-#: rate limit and polling are compressed alike, so the run behaves as a real one.
-SIMULATE_TIME_SCALE = 0.01
 
 
 def validate(path: Path | str) -> list[Problem]:
@@ -154,8 +149,8 @@ async def arun(
     :class:`UsageError`, :class:`ConfigError` (and :class:`AuthError`) before or instead
     of a result; a result's ``exit_code`` says how the shots went.
     """
-    from .client import ViduClient, resolve_api_key, resolve_base_url
-    from .manifest import ManifestStore
+    from vidu_pipe.execution.client import ViduClient, resolve_api_key, resolve_base_url
+    from vidu_pipe.manifest.store import ManifestStore
 
     environ = os.environ if env is None else env
     board = _storyboard(storyboard)
@@ -168,7 +163,7 @@ async def arun(
                 "to run against a served simulator (vidu-pipe simulator), give --base-url "
                 "without --simulate"
             )
-        from .simulator import Simulator, SimulatorConfig
+        from vidu_pipe.simulator import Simulator, SimulatorConfig
 
         if transport is None:
             # A fresh seed per run: task ids of two simulated runs must never collide.
@@ -233,7 +228,7 @@ def _forget_simulated(path: Path, existing: Manifest, board: Storyboard, *, adop
     Done under the simulator's own base URL and folded in before the real run opens
     the file, so that no crash can leave simulated videos under a real base URL.
     """
-    from .manifest import ManifestStore
+    from vidu_pipe.manifest.store import ManifestStore
 
     with ManifestStore.open(
         path, storyboard=board.path.name, base_url=SIMULATOR_BASE_URL, order=board.ids, adopt=adopt

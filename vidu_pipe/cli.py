@@ -16,15 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from . import __version__
-from .errors import Problem, StoryboardError, UsageError, ViduPipeError
+from vidu_pipe._version import __version__
+from vidu_pipe.constants import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK
+from vidu_pipe.errors import Problem, StoryboardError, UsageError, ViduPipeError
 
 if TYPE_CHECKING:
-    from .storyboard import Storyboard
+    from vidu_pipe.storyboard.model import Storyboard
 
 __all__ = ["main"]
-
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -186,7 +185,7 @@ def _print_problems(problems: Sequence[Problem], out: TextIO) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .validate import load
+    from vidu_pipe.storyboard.build import load
 
     results: list[dict[str, Any]] = []
     problems: list[Problem] = []
@@ -231,14 +230,14 @@ def _count(n: int, word: str) -> str:
 
 
 def _manifest_path(args: argparse.Namespace, storyboard: Storyboard) -> Path:
-    from .api import manifest_path_for
+    from vidu_pipe.api import manifest_path_for
 
     return manifest_path_for(storyboard, getattr(args, "manifest", None))
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from .api import plan
-    from .validate import load
+    from vidu_pipe.api import plan
+    from vidu_pipe.storyboard.build import load
 
     storyboard = load(args.file)
     manifest_path = _manifest_path(args, storyboard)
@@ -308,7 +307,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from .schemas import schema_path
+    from vidu_pipe.storyboard.schemas import schema_path
 
     sys.stdout.write(schema_path(args.name).read_text(encoding="utf-8"))
     return EXIT_OK
@@ -318,9 +317,9 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .api import SIMULATE_TIME_SCALE, arun, manifest_path_for, options_for
-    from .progress import choose_mode, open_progress
-    from .validate import load
+    from vidu_pipe.api import SIMULATE_TIME_SCALE, arun, manifest_path_for, options_for
+    from vidu_pipe.storyboard.build import load
+    from vidu_pipe.views.progress import choose_mode, open_progress
 
     storyboard = load(args.file)
     options = options_for(
@@ -377,9 +376,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from .manifest import load_manifest
-    from .status import compute, print_status
-    from .validate import load
+    from vidu_pipe.manifest.store import load_manifest
+    from vidu_pipe.storyboard.build import load
+    from vidu_pipe.views.status import compute, print_status
 
     storyboard = load(args.file)
     manifest_path = _manifest_path(args, storyboard)
@@ -393,9 +392,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .manifest import load_manifest
-    from .report import write_report
-    from .validate import load
+    from vidu_pipe.manifest.store import load_manifest
+    from vidu_pipe.storyboard.build import load
+    from vidu_pipe.views.report import write_report
 
     storyboard = load(args.file)
     manifest_path = _manifest_path(args, storyboard)
@@ -421,7 +420,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulator(args: argparse.Namespace) -> int:
-    from .simulator import SimulatorConfig, serve
+    from vidu_pipe.simulator import SimulatorConfig, serve
 
     if not 0.0 <= args.fail_rate <= 1.0:
         raise UsageError("--fail-rate must be from 0 to 1")

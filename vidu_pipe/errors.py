@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vidu_pipe.constants import EXIT_CONFIG, EXIT_FAILED, EXIT_INVALID
+
 __all__ = [
     "AmbiguousCreateError",
     "ApiError",
@@ -35,7 +37,7 @@ __all__ = [
 class ViduPipeError(Exception):
     """Root of every error vidu-pipe raises on purpose."""
 
-    exit_code = 1
+    exit_code = EXIT_FAILED
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class StoryboardError(ViduPipeError):
     It carries every problem found, not only the first.
     """
 
-    exit_code = 2
+    exit_code = EXIT_INVALID
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = list(problems)
@@ -98,13 +100,13 @@ class StoryboardError(ViduPipeError):
 class UsageError(ViduPipeError):
     """Raised for a command line that makes no sense (unknown shot in --only, ...)."""
 
-    exit_code = 2
+    exit_code = EXIT_INVALID
 
 
 class ConfigError(ViduPipeError):
     """Raised for configuration problems: no key, a bad base URL, a locked manifest."""
 
-    exit_code = 3
+    exit_code = EXIT_CONFIG
 
 
 class AuthError(ConfigError):

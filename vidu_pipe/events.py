@@ -29,14 +29,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["Event", "EventSink", "utc_stamp"]
+from vidu_pipe.timestamps import utc_now
 
-
-def utc_stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+__all__ = ["Event", "EventSink"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +43,7 @@ class Event:
     kind: str
     shot: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
-    time: str = field(default_factory=utc_stamp)
+    time: str = field(default_factory=utc_now)
 
     def to_json(self) -> str:
         return json.dumps(

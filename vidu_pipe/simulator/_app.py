@@ -25,11 +25,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from vidu_pipe._sample_video import sample_mp4
-from vidu_pipe.schemas import request_issues
 from vidu_pipe.simulator._config import SimulatorConfig
 from vidu_pipe.simulator._engine import Phase, SimulatorStats, TaskTimes, _Scheduler, _Task
 from vidu_pipe.simulator._transport import DROP_SIGNAL, DropFlavour, SimulatorTransport
+from vidu_pipe.simulator._video import sample_mp4
+from vidu_pipe.storyboard.schemas import request_issues
 
 __all__ = ["FaultRoute", "Simulator"]
 

@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from vidu_pipe.errors import ConfigError
-from vidu_pipe.schemas import MODELS
+from vidu_pipe.storyboard.schemas import MODELS
 
 __all__ = ["DEFAULT_DURATIONS", "DIALECTS", "Dialect", "SimulatorConfig"]
 

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
-from .events import Event, EventSink
+from vidu_pipe.events import Event, EventSink
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType

@@ -37,8 +37,8 @@ SCHEMA_NAMES = ("storyboard", "request")
 def schema_path(name: str) -> Path:
     """Where ``NAME.schema.json`` is: inside the package when installed from a wheel,
     else at the top of the source tree."""
-    here = Path(__file__).resolve().parent
-    for folder in (here / "schemas", here.parent / "schemas"):
+    package = Path(__file__).resolve().parent.parent
+    for folder in (package / "schemas", package.parent / "schemas"):
         candidate = folder / f"{name}.schema.json"
         if candidate.is_file():
             return candidate

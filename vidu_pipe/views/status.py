@@ -20,22 +20,22 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
-from .manifest import Manifest, ManifestEntry
-from .storyboard import Shot, Storyboard
+from vidu_pipe.constants import SIMULATOR_BASE_URL, VIDEO_URL_LIFETIME
+from vidu_pipe.manifest.store import Manifest, ManifestEntry
+from vidu_pipe.storyboard.model import Shot, Storyboard
+from vidu_pipe.timestamps import parse_time
 
 __all__ = [
     "STATES",
-    "VIDEO_URL_LIFETIME",
     "ShotStatus",
     "State",
     "StatusReport",
     "compute",
     "format_age",
-    "parse_time",
     "print_status",
 ]
 
@@ -50,18 +50,6 @@ STATES: Final[tuple[State, ...]] = (
 )
 
 #: How long the relay's video URLs work after a task finishes (SPEC §1: about 24 hours).
-VIDEO_URL_LIFETIME: Final = timedelta(hours=24)
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """A manifest timestamp (``2026-11-24T12:00:00Z``) as an aware UTC datetime, or None."""
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 def format_age(seconds: float | None) -> str:
@@ -218,11 +206,9 @@ def compute(
     """Every shot's state, from the storyboard as it renders now and the manifest.
 
     ``simulator_base_url`` marks a manifest written by the simulator; it defaults
-    to :data:`vidu_pipe.api.SIMULATOR_BASE_URL`.
+    to :data:`vidu_pipe.constants.SIMULATOR_BASE_URL`.
     """
     if simulator_base_url is None:
-        from .api import SIMULATOR_BASE_URL
-
         simulator_base_url = SIMULATOR_BASE_URL
     moment = now if now is not None else datetime.now(timezone.utc)
     entries: Mapping[str, ManifestEntry] = manifest.entries if manifest is not None else {}

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import anyio
 
-from .client import TaskState, ViduClient
-from .errors import (
+from vidu_pipe.constants import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from vidu_pipe.errors import (
     AmbiguousCreateError,
     ApiError,
     AuthError,
@@ -43,16 +43,17 @@ from .errors import (
     QuotaError,
     ViduPipeError,
 )
-from .events import Event, EventSink
-from .manifest import Download, ManifestEntry, ManifestStore, utc_now
-from .plan import Plan, Step
-from .polling import PollSchedule
-from .ratelimit import Clock, CreateGate
-from .storyboard import Shot
+from vidu_pipe.events import Event, EventSink
+from vidu_pipe.execution.client import TaskState, ViduClient
+from vidu_pipe.execution.polling import PollSchedule
+from vidu_pipe.execution.ratelimit import Clock, CreateGate
+from vidu_pipe.manifest.store import Download, ManifestEntry, ManifestStore
+from vidu_pipe.planner import Plan, Step
+from vidu_pipe.storyboard.model import Shot
+from vidu_pipe.timestamps import utc_now
 
 __all__ = ["RunOptions", "RunResult", "execute"]
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 3, 130
 
 logger = logging.getLogger(__name__)
 

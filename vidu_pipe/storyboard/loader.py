@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Problem, StoryboardError
+from vidu_pipe.errors import Problem, StoryboardError
 
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "Document", "load_document", "parse_yaml"]
 

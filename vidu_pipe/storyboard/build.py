@@ -26,11 +26,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import schemas
-from .errors import Problem, StoryboardError
-from .loader import Document, Path_, load_document
-from .render import RenderError, TemplateEnv, make_ref
-from .storyboard import RunSettings, Shot, Storyboard, fingerprint
+from vidu_pipe.errors import Problem, StoryboardError
+from vidu_pipe.storyboard import schemas
+from vidu_pipe.storyboard.loader import Document, Path_, load_document
+from vidu_pipe.storyboard.model import RunSettings, Shot, Storyboard, fingerprint
+from vidu_pipe.storyboard.render import RenderError, TemplateEnv, make_ref
 
 __all__ = ["build_storyboard", "load"]
 

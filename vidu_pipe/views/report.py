@@ -24,10 +24,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from . import __version__
-from .manifest import Manifest
-from .status import STATES, ShotStatus, StatusReport, compute, format_age, parse_time
-from .storyboard import Shot, Storyboard
+from vidu_pipe._version import __version__
+from vidu_pipe.manifest.store import Manifest
+from vidu_pipe.storyboard.model import Shot, Storyboard
+from vidu_pipe.timestamps import parse_time
+from vidu_pipe.views.status import STATES, ShotStatus, StatusReport, compute, format_age
 
 __all__ = ["render_report", "write_report"]
 

@@ -72,7 +72,8 @@ from urllib.parse import quote, urlsplit
 import anyio
 import httpx
 
-from vidu_pipe import __version__
+from vidu_pipe._version import __version__
+from vidu_pipe.constants import DEFAULT_BASE_URL
 from vidu_pipe.errors import AmbiguousCreateError, ApiError, AuthError, ConfigError, QuotaError
 
 __all__ = [
@@ -86,9 +87,8 @@ __all__ = [
     "resolve_base_url",
 ]
 
-logger = logging.getLogger("vidu_pipe.client")
+logger = logging.getLogger("vidu_pipe.execution.client")
 
-DEFAULT_BASE_URL: Final = "https://api.aijisu.cn"
 
 TaskStatus = Literal["queued", "in_progress", "completed", "failed"]
 

@@ -28,9 +28,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .errors import UsageError
-from .manifest import Manifest, ManifestEntry
-from .storyboard import Shot, Storyboard
+from vidu_pipe.errors import UsageError
+from vidu_pipe.manifest.store import Manifest, ManifestEntry
+from vidu_pipe.storyboard.model import Shot, Storyboard
 
 __all__ = ["Action", "Plan", "Step", "decide", "plan", "select"]
 

@@ -36,12 +36,12 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, Final, Literal
 
-from .errors import ConfigError, ManifestError
+from vidu_pipe.errors import ConfigError, ManifestError
+from vidu_pipe.timestamps import utc_now
 
 __all__ = [
     "MANIFEST_VERSION",
@@ -56,7 +56,6 @@ __all__ = [
     "journal_path",
     "load_manifest",
     "lock_path",
-    "utc_now",
 ]
 
 logger = logging.getLogger(__name__)
@@ -87,11 +86,6 @@ _SECRET_KEYS: Final = frozenset(
         "bearer",
     }
 )
-
-
-def utc_now() -> str:
-    """The current time as the manifest writes it: UTC ``YYYY-MM-DDTHH:MM:SSZ``."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def journal_path(path: str | os.PathLike[str]) -> Path:
