@@ -6,6 +6,7 @@ display into a pseudo-terminal, ``NO_COLOR``, ``--quiet`` and ``--json``.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import io
 import json
@@ -22,7 +23,25 @@ from pathlib import Path
 import pytest
 
 from vidu_pipe import events as events_module
-from vidu_pipe.events import Event
+from vidu_pipe.events import (
+    KINDS,
+    Completed,
+    Created,
+    Downloaded,
+    Event,
+    Failed,
+    NotStarted,
+    Progress,
+    Queued,
+    RateLimited,
+    Resumed,
+    Retried,
+    RunFinished,
+    RunStarted,
+    ShotEvent,
+    Skipped,
+    Waiting,
+)
 from vidu_pipe.views.progress import (
     PlainPrinter,
     Tracker,
@@ -43,10 +62,6 @@ class FakeClock:
         return self.now
 
 
-def _feed(t: Tracker, kind: str, shot: str | None = None, **data: object) -> None:
-    t.feed(Event(kind, shot, dict(data)))
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -55,31 +70,31 @@ def clock() -> FakeClock:
 @pytest.fixture
 def tracker(clock: FakeClock) -> Tracker:
     t = Tracker(clock)
-    _feed(
-        t,
-        "run-started",
-        storyboard="s.yaml",
-        manifest="m",
-        create=5,
-        resume=1,
-        skip=1,
-        concurrency=2,
-        rate=20,
+    t.feed(
+        RunStarted(
+            storyboard="s.yaml",
+            manifest="m",
+            create=5,
+            resume=1,
+            skip=1,
+            concurrency=2,
+            rate=20,
+        )
     )
     return t
 
 
 def test_phases_follow_the_events(tracker: Tracker, clock: FakeClock) -> None:
     t = tracker
-    _feed(t, "skipped", "old", reason="up to date")
-    _feed(t, "resumed", "a", task_id="task_a")
-    _feed(t, "created", "b", task_id="task_b", attempt=1)
-    _feed(t, "waiting", "c", reason="concurrency", seconds=None)
-    _feed(t, "waiting", "d", reason="rate-limit", seconds=12.0)
-    _feed(t, "rate-limited", "e", retry_after=20.0)
+    t.feed(Skipped(shot="old", reason="up to date"))
+    t.feed(Resumed(shot="a", task_id="task_a"))
+    t.feed(Created(shot="b", task_id="task_b", attempt=1))
+    t.feed(Queued(shot="c", running=2, limit=2))
+    t.feed(Waiting(shot="d", reason="rate-limit", seconds=12.0))
+    t.feed(RateLimited(shot="e", retry_after=20.0))
     clock.now = 10
-    _feed(t, "progress", "a", task_id="task_a", status="in_progress", progress=40)
-    _feed(t, "progress", "b", task_id="task_b", status="queued", progress=0)
+    t.feed(Progress(shot="a", task_id="task_a", status="in_progress", progress=40))
+    t.feed(Progress(shot="b", task_id="task_b", status="queued", progress=0))
     phases = {s.id: s.phase for s in t.shots.values()}
     assert phases == {
         "old": "skipped",
@@ -114,27 +129,29 @@ def test_phases_follow_the_events(tracker: Tracker, clock: FakeClock) -> None:
 
 def test_finishing_and_downloads(clock: FakeClock) -> None:
     t = Tracker(clock, downloads=True)
-    _feed(
-        t,
-        "run-started",
-        storyboard="s",
-        manifest="m",
-        create=3,
-        resume=0,
-        skip=0,
-        concurrency=3,
-        rate=0,
+    t.feed(
+        RunStarted(
+            storyboard="s",
+            manifest="m",
+            create=3,
+            resume=0,
+            skip=0,
+            concurrency=3,
+            rate=0,
+        )
     )
     for shot in ("a", "b", "c"):
-        _feed(t, "created", shot, task_id=f"task_{shot}", attempt=1)
+        t.feed(Created(shot=shot, task_id=f"task_{shot}", attempt=1))
     clock.now = 100
-    _feed(t, "completed", "a", task_id="task_a", video_url="u", seconds=100.0)
+    t.feed(Completed(shot="a", task_id="task_a", video_url="u", seconds=100.0))
     assert t.shots["a"].phase == "downloading"
-    _feed(t, "downloaded", "a", path="v/a.mp4", size=10, sha256="x")
-    _feed(t, "failed", "b", task_id="task_b", error="boom")
-    _feed(t, "not-started", "c", reason="--max-creates 2 reached")
-    _feed(
-        t, "run-finished", completed=1, failed=1, not_started=1, skipped=0, created=2, exit_code=1
+    t.feed(Downloaded(shot="a", path="v/a.mp4", size=10, sha256="x"))
+    t.feed(Failed(shot="b", task_id="task_b", error="boom"))
+    t.feed(NotStarted(shot="c", reason="--max-creates 2 reached"))
+    t.feed(
+        RunFinished(
+            completed=1, failed=1, not_started=1, running=0, skipped=0, created=2, exit_code=1
+        )
     )
     c = t.counts()
     assert (c["completed"], c["failed"], c["not_started"], c["done"], c["total"]) == (1, 1, 1, 3, 3)
@@ -145,22 +162,24 @@ def test_finishing_and_downloads(clock: FakeClock) -> None:
 
 def test_eta_from_the_progress_rate(tracker: Tracker, clock: FakeClock) -> None:
     t = tracker
-    _feed(t, "created", "a", task_id="task_a", attempt=1)
+    t.feed(Created(shot="a", task_id="task_a", attempt=1))
     clock.now = 20
-    _feed(t, "progress", "a", task_id="task_a", status="in_progress", progress=10)
+    t.feed(Progress(shot="a", task_id="task_a", status="in_progress", progress=10))
     clock.now = 60
-    _feed(t, "progress", "a", task_id="task_a", status="in_progress", progress=50)
+    t.feed(Progress(shot="a", task_id="task_a", status="in_progress", progress=50))
     shot = t.shots["a"]
     # 40 points in 40 s: 50 points left take 50 s.
     assert t.eta(shot, 60) == pytest.approx(50)
     assert t.eta(shot, 70) == pytest.approx(40)
-    assert t.eta(shot, 500) == 0
+    # Past the estimate with no news, there is no estimate (not "~0s left" for minutes).
+    assert t.eta(shot, 111) is None
+    assert t.eta(shot, 500) is None
     # Before any task finished, a shot without progress has no estimate ...
-    _feed(t, "created", "b", task_id="task_b", attempt=1)
+    t.feed(Created(shot="b", task_id="task_b", attempt=1))
     assert t.eta(t.shots["b"], 60) is None
     assert t.overall_eta(60) is None
     # ... and after, the typical task time gives one.
-    _feed(t, "completed", "z", task_id="task_z", video_url="u", seconds=200.0)
+    t.feed(Completed(shot="z", task_id="task_z", video_url="u", seconds=200.0))
     assert t.eta(t.shots["b"], 100) == pytest.approx(160)
     assert t.overall_eta(100) is not None
 
@@ -176,35 +195,33 @@ def test_format_seconds(seconds: float, text: str) -> None:
 # --- plain lines ---------------------------------------------------------------------
 
 PLAIN = [
-    (Event("created", "a", {"task_id": "t1", "attempt": 1}), "a: created t1"),
-    (Event("resumed", "a", {"task_id": "t1"}), "a: resuming t1"),
+    (Created(shot="a", task_id="t1", attempt=1), "a: created t1"),
+    (Resumed(shot="a", task_id="t1"), "a: resuming t1"),
     (
-        Event(
-            "completed", "a", {"task_id": "t1", "video_url": "https://v/a.mp4", "seconds": 200.0}
-        ),
+        Completed(shot="a", task_id="t1", video_url="https://v/a.mp4", seconds=200.0),
         "a: completed in 200 s: https://v/a.mp4",
     ),
-    (Event("failed", "a", {"task_id": None, "error": "boom"}), "a: FAILED: boom"),
-    (Event("skipped", "a", {"reason": "up to date"}), "a: up to date"),
-    (Event("not-started", "a", {"reason": "quota spent"}), "a: not started (quota spent)"),
+    (Failed(shot="a", task_id=None, error="boom"), "a: FAILED: boom"),
+    (Skipped(shot="a", reason="up to date"), "a: up to date"),
+    (NotStarted(shot="a", reason="quota spent"), "a: not started (quota spent)"),
     (
-        Event("rate-limited", "a", {"retry_after": 30.0}),
+        RateLimited(shot="a", retry_after=30.0),
         "a: rate-limited by the relay; all creates pause 30 s",
     ),
     (
-        Event("retried", "a", {"what": "query", "attempt": 1, "error": "502", "delay": 1.5}),
+        Retried(shot="a", what="query", attempt=1, error="502", delay=1.5),
         "a: query failed (502); retrying in 1.5 s",
     ),
     (
-        Event("downloaded", "a", {"path": "v/a.mp4", "size": 9, "sha256": "x"}),
+        Downloaded(shot="a", path="v/a.mp4", size=9, sha256="x"),
         "a: saved v/a.mp4 (9 bytes)",
     ),
     (
-        Event("waiting", "a", {"reason": "rate-limit", "seconds": 3.0}),
+        Waiting(shot="a", reason="rate-limit", seconds=3.0),
         "a: waiting 3 s for the rate limit",
     ),
-    (Event("waiting", "a", {"reason": "concurrency", "seconds": None}), None),
-    (Event("progress", "a", {"task_id": "t", "status": "in_progress", "progress": 5}), None),
+    (Queued(shot="a", running=2, limit=2), None),
+    (Progress(shot="a", task_id="t", status="in_progress", progress=5), None),
 ]
 
 
@@ -221,27 +238,15 @@ def test_plain_heartbeat_rides_on_progress_events(clock: FakeClock) -> None:
     t = Tracker(clock)
     printer = PlainPrinter(out, t, heartbeat=30, wall=wall)
     printer(
-        Event(
-            "run-started",
-            None,
-            {
-                "storyboard": "s",
-                "manifest": "m",
-                "create": 2,
-                "resume": 0,
-                "skip": 0,
-                "concurrency": 2,
-                "rate": 0,
-            },
-        )
+        RunStarted(storyboard="s", manifest="m", create=2, resume=0, skip=0, concurrency=2, rate=0)
     )
-    printer(Event("created", "a", {"task_id": "t", "attempt": 1}))
+    printer(Created(shot="a", task_id="t", attempt=1))
     clock.now = wall.now = 10
-    printer(Event("progress", "a", {"task_id": "t", "status": "in_progress", "progress": 20}))
+    printer(Progress(shot="a", task_id="t", status="in_progress", progress=20))
     clock.now = wall.now = 31
-    printer(Event("progress", "a", {"task_id": "t", "status": "in_progress", "progress": 45}))
+    printer(Progress(shot="a", task_id="t", status="in_progress", progress=45))
     clock.now = wall.now = 40
-    printer(Event("progress", "a", {"task_id": "t", "status": "in_progress", "progress": 60}))
+    printer(Progress(shot="a", task_id="t", status="in_progress", progress=60))
     lines = out.getvalue().splitlines()
     assert lines == [
         "s: 2 to create, 0 to resume, 0 up to date",
@@ -272,34 +277,14 @@ def test_live_display_renders_shots_and_counts() -> None:
     console = Console(file=out, force_terminal=True, width=120, height=30, no_color=True)
     with open_progress(out, "live", console=console, label="simulated time") as sink:
         sink(
-            Event(
-                "run-started",
-                None,
-                {
-                    "storyboard": "s.yaml",
-                    "manifest": "m",
-                    "create": 2,
-                    "resume": 0,
-                    "skip": 0,
-                    "concurrency": 1,
-                    "rate": 0,
-                },
+            RunStarted(
+                storyboard="s.yaml", manifest="m", create=2, resume=0, skip=0, concurrency=1, rate=0
             )
         )
-        sink(Event("created", "first", {"task_id": "task_1", "attempt": 1}))
-        sink(Event("waiting", "second", {"reason": "concurrency", "seconds": None}))
-        sink(
-            Event(
-                "progress", "first", {"task_id": "task_1", "status": "in_progress", "progress": 30}
-            )
-        )
-        sink(
-            Event(
-                "completed",
-                "first",
-                {"task_id": "task_1", "video_url": "https://v/1.mp4", "seconds": 120.0},
-            )
-        )
+        sink(Created(shot="first", task_id="task_1", attempt=1))
+        sink(Queued(shot="second", running=1, limit=1))
+        sink(Progress(shot="first", task_id="task_1", status="in_progress", progress=30))
+        sink(Completed(shot="first", task_id="task_1", video_url="https://v/1.mp4", seconds=120.0))
     text = COLOUR.sub("", out.getvalue())
     assert "second" in text and "queued (waiting for a slot)" in text
     assert "✓ first completed in 2m00s" in text
@@ -456,27 +441,23 @@ def test_quiet_prints_only_the_summary(board: Path, where: str) -> None:
     assert "\x1b" not in ran.out
 
 
-def _documented_fields() -> dict[str, set[str]]:
-    """The events table of vidu_pipe.events' docstring: kind -> extra field names."""
-    doc = events_module.__doc__ or ""
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _readme_table() -> dict[str, set[str]]:
+    """The README's event table ("Watching a run"): kind -> its field names."""
     table: dict[str, set[str]] = {}
-    for line in doc.splitlines():
-        m = re.match(r"``([a-z-]+)``\s+(.*)$", line)
-        if not m:
-            continue
-        fields, depth, word = set(), 0, ""
-        for ch in m.group(2) + ",":
-            depth += ch == "("
-            depth -= ch == ")"
-            if ch == "," and depth == 0:
-                name = word.split("(")[0].strip()
-                if name:
-                    fields.add(name)
-                word = ""
-            else:
-                word += ch
-        table[m.group(1)] = fields
+    for line in README.read_text("utf-8").splitlines():
+        m = re.match(r"\| `([a-z-]+)` \| (.*) \|$", line)
+        if m and m.group(1) in KINDS:
+            # Field names are the code spans outside parentheses (inside: their values).
+            outside = re.sub(r"\([^()]*\)", "", m.group(2))
+            table[m.group(1)] = set(re.findall(r"`([a-z_0-9]+)`", outside))
     return table
+
+
+def _fields(kind: str) -> set[str]:
+    return {f.name for f in dataclasses.fields(KINDS[kind])} - {"shot", "time"}
 
 
 def test_json_lines_on_stdout_and_the_summary_on_stderr(board: Path) -> None:
@@ -485,11 +466,10 @@ def test_json_lines_on_stdout_and_the_summary_on_stderr(board: Path) -> None:
     events = [json.loads(line) for line in ran.out.splitlines()]  # every line is JSON
     kinds = [e["event"] for e in events]
     assert kinds[0] == "run-started" and kinds[-1] == "run-finished"
-    assert {"created", "progress", "completed", "waiting"} <= set(kinds)
-    documented = _documented_fields()
+    assert {"created", "progress", "completed", "queued"} <= set(kinds)
     for event in events:
         extra = set(event) - {"event", "shot", "time"}
-        assert extra == documented[event["event"]], event
+        assert extra == _fields(event["event"]), event
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", event["time"])
     assert SUMMARY.match(ran.err.splitlines()[-1])
     # --json wins over a terminal: still pure JSON lines, no live display.
@@ -500,9 +480,28 @@ def test_json_lines_on_stdout_and_the_summary_on_stderr(board: Path) -> None:
     assert "completed" in ran.err
 
 
-def test_the_events_table_documents_every_kind_the_runner_emits() -> None:
+def test_the_readme_event_table_is_the_event_classes() -> None:
+    """The README's table is :func:`markdown_table`, generated from the dataclasses."""
+    assert events_module.markdown_table() in README.read_text("utf-8"), (
+        "README event table out of date: paste the output of "
+        "python -c 'from vidu_pipe.events import markdown_table; print(markdown_table())'"
+    )
+    assert _readme_table() == {kind: _fields(kind) for kind in KINDS}
+
+
+def test_the_runner_emits_every_kind_and_only_known_kinds() -> None:
     runner = (Path(events_module.__file__).parent / "execution" / "runner.py").read_text("utf-8")
-    emitted = set(re.findall(r'self\.emit\(\s*"([a-z-]+)"', runner))
-    emitted |= set(re.findall(r'Event\("([a-z-]+)"', runner))
-    assert emitted, "the runner emits events"
-    assert emitted <= set(_documented_fields())
+    made = set(re.findall(r"self\.emit\(\s*([A-Z][A-Za-z]+)\(", runner))
+    assert made == {cls.__name__ for cls in KINDS.values()}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_json_lines_keep_their_shape(kind: str) -> None:
+    """``event``, ``shot``, ``time`` first, then the kind's own fields in declared order."""
+    cls = KINDS[kind]
+    own = [f.name for f in dataclasses.fields(cls) if f.name not in ("shot", "time")]
+    shot = {"shot": "a"} if issubclass(cls, ShotEvent) else {}
+    event = cls(time="2026-11-24T12:00:00Z", **shot, **dict.fromkeys(own, 7))
+    doc = json.loads(event.to_json())
+    assert list(doc) == ["event", "shot", "time", *own]
+    assert doc["event"] == kind and doc["shot"] == shot.get("shot")

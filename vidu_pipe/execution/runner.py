@@ -31,6 +31,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import anyio
 
@@ -43,7 +44,25 @@ from vidu_pipe.errors import (
     QuotaError,
     ViduPipeError,
 )
-from vidu_pipe.events import Event, EventSink
+from vidu_pipe.events import (
+    Completed,
+    Created,
+    Downloaded,
+    Event,
+    EventSink,
+    Failed,
+    Interrupted,
+    NotStarted,
+    Progress,
+    Queued,
+    RateLimited,
+    Resumed,
+    Retried,
+    RunFinished,
+    RunStarted,
+    Skipped,
+    Waiting,
+)
 from vidu_pipe.execution.client import TaskState, ViduClient
 from vidu_pipe.execution.polling import PollSchedule
 from vidu_pipe.execution.ratelimit import Clock, CreateGate
@@ -56,6 +75,9 @@ __all__ = ["RunOptions", "RunResult", "execute"]
 
 
 logger = logging.getLogger(__name__)
+
+#: What a retry repeats (the ``what`` of a ``retried`` event).
+_What = Literal["create", "query", "download"]
 
 #: Tries after which a relay that has not answered once in this run counts as unreachable.
 _UNREACHABLE_TRIES = 3
@@ -157,22 +179,23 @@ class _Run:
         self.shots_scope: anyio.CancelScope | None = None
         self.messages: list[str] = []
 
-    def emit(self, kind: str, shot: str | None = None, **data: object) -> None:
-        self.emit_event(Event(kind, shot, dict(data)))
+    def emit(self, event: Event) -> None:
+        self.emit_event(event)
 
     # --- the run as a whole ---------------------------------------------------
 
     async def execute(self) -> RunResult:
         steps = self.plan.steps
         self.emit(
-            "run-started",
-            storyboard=str(self.plan.storyboard.path),
-            manifest=str(self.store.path),
-            create=self.plan.count("create"),
-            resume=self.plan.count("resume"),
-            skip=self.plan.count("skip"),
-            concurrency=self.options.concurrency,
-            rate=self.options.rate_per_minute,
+            RunStarted(
+                storyboard=str(self.plan.storyboard.path),
+                manifest=str(self.store.path),
+                create=self.plan.count("create"),
+                resume=self.plan.count("resume"),
+                skip=self.plan.count("skip"),
+                concurrency=self.options.concurrency,
+                rate=self.options.rate_per_minute,
+            )
         )
         # Resumed tasks are already running at the relay: they take the first slots.
         ordered = sorted(steps, key=lambda s: {"resume": 0, "create": 1, "skip": 2}[s.action])
@@ -198,14 +221,15 @@ class _Run:
             messages=tuple(self.messages),
         )
         self.emit(
-            "run-finished",
-            completed=len(result.completed),
-            failed=len(result.failed),
-            not_started=len(result.not_started),
-            running=len(result.running),
-            skipped=len(result.skipped),
-            created=result.created,
-            exit_code=EXIT_CONFIG if self.fatal is not None else result.exit_code,
+            RunFinished(
+                completed=len(result.completed),
+                failed=len(result.failed),
+                not_started=len(result.not_started),
+                running=len(result.running),
+                skipped=len(result.skipped),
+                created=result.created,
+                exit_code=EXIT_CONFIG if self.fatal is not None else result.exit_code,
+            )
         )
         if self.fatal is not None:
             raise self.fatal
@@ -228,7 +252,7 @@ class _Run:
                     "interrupted: no new tasks; submitted tasks keep their ids and resume "
                     "on the next run (press Ctrl-C again to quit at once)"
                 )
-                self.emit("interrupted")
+                self.emit(Interrupted())
                 if self.shots_scope is not None:
                     self.shots_scope.cancel()
 
@@ -255,7 +279,7 @@ class _Run:
                 if step.adopted_from is not None and step.entry is not None:
                     self.store.set(shot.id, step.entry, durable=False)
                 self.tally.skipped.append(shot.id)
-                self.emit("skipped", shot.id, reason=step.reason)
+                self.emit(Skipped(shot=shot.id, reason=step.reason))
                 if self.options.download_dir is not None and step.entry is not None:
                     await self._ensure_download(shot, step.entry)
                 return
@@ -286,14 +310,15 @@ class _Run:
         """Create (or resume) the shot's task and wait for it; returns the video URL."""
         shot = step.shot
         if self.slots.available_tokens == 0:
-            self.emit("waiting", shot.id, reason="concurrency", seconds=None)
+            running = self.slots.borrowed_tokens
+            self.emit(Queued(shot=shot.id, running=running, limit=self.options.concurrency))
         async with self.slots:
             if step.action == "resume":
                 assert step.entry is not None and step.entry.task_id is not None
                 entry = step.entry
                 self.tally.resumed += 1
                 self.tally.tasks.add(shot.id)
-                self.emit("resumed", shot.id, task_id=entry.task_id)
+                self.emit(Resumed(shot=shot.id, task_id=step.entry.task_id))
             else:
                 created = await self._create(shot, step.entry)
                 if created is None:
@@ -314,29 +339,26 @@ class _Run:
                 "(check --base-url / VIDU_BASE_URL and the network)"
             )
 
-    def _retried(self, shot: Shot, what: str, attempt: int, exc: ApiError, delay: float) -> None:
+    def _retried(self, shot: Shot, what: _What, attempt: int, exc: ApiError, delay: float) -> None:
         self.emit(
-            "retried",
-            shot.id,
-            what=what,
-            attempt=attempt,
-            error=exc.message,
-            delay=round(delay, 2),
+            Retried(
+                shot=shot.id, what=what, attempt=attempt, error=exc.message, delay=round(delay, 2)
+            )
         )
 
-    async def _back_off(self, shot: Shot, what: str, attempt: int, exc: ApiError) -> None:
+    async def _back_off(self, shot: Shot, what: _What, attempt: int, exc: ApiError) -> None:
         delay = _backoff(attempt, self.rng)
         self._retried(shot, what, attempt, exc, delay)
         await self.clock.sleep(delay)
 
     def _not_started(self, shot: Shot, reason: str) -> None:
         self.tally.not_started.append(shot.id)
-        self.emit("not-started", shot.id, reason=reason)
+        self.emit(NotStarted(shot=shot.id, reason=reason))
 
     def _fail(self, shot: Shot, entry: ManifestEntry, error: str) -> None:
         self.store.set(shot.id, entry.replace(status="failed", error=error, progress=None))
         self.tally.failed.append(shot.id)
-        self.emit("failed", shot.id, task_id=entry.task_id, error=error)
+        self.emit(Failed(shot=shot.id, task_id=entry.task_id, error=error))
 
     async def _create(self, shot: Shot, previous: ManifestEntry | None) -> ManifestEntry | None:
         cap = self.options.max_creates
@@ -361,7 +383,7 @@ class _Run:
             attempt += 1
             wait = self.gate.expected_wait()
             if wait > 0.5:
-                self.emit("waiting", shot.id, reason="rate-limit", seconds=round(wait, 1))
+                self.emit(Waiting(shot=shot.id, reason="rate-limit", seconds=round(wait, 1)))
             await self.gate.acquire()
             if self.stopping or self.quota_error:
                 continue
@@ -408,7 +430,7 @@ class _Run:
                         pause = self.gate.refused(
                             None if hint is None else self.clock.from_wire(hint)
                         )
-                        self.emit("rate-limited", shot.id, retry_after=round(pause, 2))
+                        self.emit(RateLimited(shot=shot.id, retry_after=round(pause, 2)))
                     else:
                         await self._back_off(shot, "create", attempt, exc)
                     continue
@@ -418,12 +440,13 @@ class _Run:
             self.reached = True
             self.gate.created()
             self.tally.created += 1
-            self.emit("created", shot.id, task_id=entry.task_id, attempt=entry.attempts)
+            self.emit(Created(shot=shot.id, task_id=state.task_id, attempt=entry.attempts))
             return entry
 
     async def _wait(self, shot: Shot, entry: ManifestEntry) -> str | None:
         """Poll one task until it finishes, fails or times out; returns the video URL."""
         assert entry.task_id is not None
+        task_id = entry.task_id
         start = self.clock.now()
         deadline = start + self.options.timeout
         schedule = PollSchedule(self.options.poll_interval, started=start)
@@ -475,11 +498,12 @@ class _Run:
                 entry = entry.replace(progress=state.progress)
                 self.store.set(shot.id, entry, durable=False)
                 self.emit(
-                    "progress",
-                    shot.id,
-                    task_id=entry.task_id,
-                    status=state.status,
-                    progress=state.progress,
+                    Progress(
+                        shot=shot.id,
+                        task_id=task_id,
+                        status=state.status,
+                        progress=state.progress,
+                    )
                 )
             delay = schedule.next_delay(now)
 
@@ -495,10 +519,10 @@ class _Run:
         """This run stops waiting for the shot, but its task stays on record (submitted)."""
         self.store.set(shot.id, entry.replace(error=error))
         self.tally.failed.append(shot.id)
-        self.emit("failed", shot.id, task_id=entry.task_id, error=error)
+        self.emit(Failed(shot=shot.id, task_id=entry.task_id, error=error))
 
     def _completed(self, shot: Shot, entry: ManifestEntry, state: TaskState, took: float) -> str:
-        assert state.video_url is not None
+        assert state.video_url is not None and entry.task_id is not None
         done = entry.replace(
             status="completed",
             video_url=state.video_url,
@@ -510,11 +534,12 @@ class _Run:
         self.store.set(shot.id, done, durable=True)
         self.tally.completed.append(shot.id)
         self.emit(
-            "completed",
-            shot.id,
-            task_id=entry.task_id,
-            video_url=state.video_url,
-            seconds=round(took, 1),
+            Completed(
+                shot=shot.id,
+                task_id=entry.task_id,
+                video_url=state.video_url,
+                seconds=round(took, 1),
+            )
         )
         return state.video_url
 
@@ -562,11 +587,11 @@ class _Run:
                 path=_relative(dest, self.store.path.parent), size=size, sha256=sha256
             )
             self.store.set(shot.id, entry.replace(download=record))
-        self.emit("downloaded", shot.id, path=str(dest), size=size, sha256=sha256)
+        self.emit(Downloaded(shot=shot.id, path=str(dest), size=size, sha256=sha256))
 
     def _download_failed(self, shot: Shot, error: str) -> None:
         """The task is done and recorded; only its file is missing: the run fails (exit 1)."""
-        self.emit("failed", shot.id, task_id=None, error=error)
+        self.emit(Failed(shot=shot.id, task_id=None, error=error))
         for done in (self.tally.completed, self.tally.skipped):
             if shot.id in done:
                 done.remove(shot.id)

@@ -34,7 +34,26 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
-from vidu_pipe.events import Event, EventSink
+from vidu_pipe.events import (
+    Completed,
+    Created,
+    Downloaded,
+    Event,
+    EventSink,
+    Failed,
+    Interrupted,
+    NotStarted,
+    Progress,
+    Queued,
+    RateLimited,
+    Resumed,
+    Retried,
+    RunFinished,
+    RunStarted,
+    ShotEvent,
+    Skipped,
+    Waiting,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -176,54 +195,45 @@ class Tracker:
             self._feed(event, self.clock())
 
     def _feed(self, event: Event, now: float) -> None:
-        d = event.data
-        kind = event.kind
-        if kind == "run-started":
-            self.total = int(d.get("create", 0)) + int(d.get("resume", 0)) + int(d.get("skip", 0))
-            self.concurrency = max(1, int(d.get("concurrency") or 1))
+        if isinstance(event, RunStarted):
+            self.total = event.create + event.resume + event.skip
+            self.concurrency = max(1, event.concurrency)
             self.started = now
             return
-        if kind == "run-finished":
+        if isinstance(event, RunFinished):
             self.finished = now
             return
-        if kind == "interrupted":
+        if isinstance(event, Interrupted):
             self.interrupted = True
             return
-        if event.shot is None:
-            return
+        if not isinstance(event, ShotEvent):
+            return  # a kind this display does not know
         shot = self._shot(event.shot, now)
-        if kind == "skipped":
+        if isinstance(event, Skipped):
             self._enter(shot, "skipped", now, finished=now)
-        elif kind == "waiting":
-            if d.get("reason") == "rate-limit":
-                self._enter(shot, "waiting-rate", now, wait=_number(d.get("seconds")))
-            else:
-                self._enter(shot, "waiting-slot", now)
-        elif kind == "rate-limited":
-            pause = _number(d.get("retry_after"))
+        elif isinstance(event, Queued):
+            self._enter(shot, "waiting-slot", now)
+        elif isinstance(event, Waiting):
+            self._enter(shot, "waiting-rate", now, wait=event.seconds)
+        elif isinstance(event, RateLimited):
+            pause = event.retry_after
             self._enter(shot, "rate-limited", now, wait=pause)
-            if pause is not None:
-                self.paused_until = max(self.paused_until or now, now + pause)
-        elif kind == "retried":
-            what = d.get("what")
-            text = f"{what} failed ({d.get('error')}); retry #{d.get('attempt')}"
-            delay = _number(d.get("delay"))
-            if what == "create":
-                self._enter(shot, "retrying", now, wait=delay)
-                shot.note = text
-            else:
-                # A query or download retry: the shot stays where it is.
-                shot.note = text
-        elif kind in ("created", "resumed"):
-            self._enter(shot, "submitted", now, started=now, task_id=d.get("task_id"))
+            self.paused_until = max(self.paused_until or now, now + pause)
+        elif isinstance(event, Retried):
+            text = f"{event.what} failed ({event.error}); retry #{event.attempt}"
+            if event.what == "create":
+                self._enter(shot, "retrying", now, wait=event.delay)
+            # A query or download retry: the shot stays where it is.
+            shot.note = text
+        elif isinstance(event, (Created, Resumed)):
+            self._enter(shot, "submitted", now, started=now, task_id=event.task_id)
             shot.first_seen = shot.last_seen = None
             shot.percent = None
-            if kind == "resumed":
+            if isinstance(event, Resumed):
                 shot.note = "resumed"
-        elif kind == "progress":
-            percent = d.get("progress")
-            pct = int(percent) if isinstance(percent, (int, float)) else None
-            if d.get("status") == "in_progress":
+        elif isinstance(event, Progress):
+            pct = event.progress
+            if event.status == "in_progress":
                 if shot.phase != "generating":
                     self._enter(shot, "generating", now)
                 if pct is not None:
@@ -234,22 +244,20 @@ class Tracker:
                 self._enter(shot, "relay-queued", now)
             shot.percent = pct
             if shot.task_id is None:
-                shot.task_id = d.get("task_id")
-        elif kind == "completed":
-            seconds = _number(d.get("seconds"))
-            if seconds is not None:
-                self._durations.append(seconds)
+                shot.task_id = event.task_id
+        elif isinstance(event, Completed):
+            self._durations.append(event.seconds)
             if self.downloads:
                 self._enter(shot, "downloading", now, percent=100)
             else:
                 self._enter(shot, "completed", now, percent=100, finished=now)
-        elif kind == "downloaded":
+        elif isinstance(event, Downloaded):
             if shot.phase != "skipped":
                 self._enter(shot, "completed", now, finished=now)
-        elif kind == "failed":
-            self._enter(shot, "failed", now, finished=now, note=d.get("error"))
-        elif kind == "not-started":
-            self._enter(shot, "not-started", now, finished=now, note=d.get("reason"))
+        elif isinstance(event, Failed):
+            self._enter(shot, "failed", now, finished=now, note=event.error)
+        elif isinstance(event, NotStarted):
+            self._enter(shot, "not-started", now, finished=now, note=event.reason)
 
     # --- reading ------------------------------------------------------------
 
@@ -298,10 +306,14 @@ class Tracker:
                 else:
                     rate = p_last / max(1e-9, shot.elapsed(t_last))
                 left = (100 - p_last) / rate - (now - t_last)
-                return max(0.0, left)
+                # Past the estimate with no news (relays' progress is not a measurement:
+                # new-api reports 30% for the whole generation): no number beats a
+                # "~0s left" that stays on screen for minutes.
+                return left if left > 0.5 else None
         typical = self.typical_duration()
         if typical is not None and shot.phase in ("submitted", "relay-queued", "generating"):
-            return max(0.0, typical - shot.elapsed(now))
+            left = typical - shot.elapsed(now)
+            return left if left > 0.5 else None
         return None
 
     def overall_eta(self, now: float) -> float | None:
@@ -344,48 +356,46 @@ class Tracker:
         return phase
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
 # --- plain lines ---------------------------------------------------------------
 
 
 def plain_line(event: Event) -> str | None:
     """The log line of one event when stdout is not a terminal, or None for no line."""
-    d = event.data
-    shot = event.shot
-    kind = event.kind
-    if kind == "created":
-        return f"{shot}: created {d['task_id']}"
-    if kind == "resumed":
-        return f"{shot}: resuming {d['task_id']}"
-    if kind == "completed":
-        return f"{shot}: completed in {d['seconds']:g} s: {d['video_url']}"
-    if kind == "failed":
-        return f"{shot}: FAILED: {d['error']}"
-    if kind == "skipped":
-        return f"{shot}: up to date"
-    if kind == "not-started":
-        return f"{shot}: not started ({d['reason']})"
-    if kind == "rate-limited":
-        return f"{shot}: rate-limited by the relay; all creates pause {d['retry_after']:g} s"
-    if kind == "retried":
-        return f"{shot}: {d['what']} failed ({d['error']}); retrying in {d['delay']:g} s"
-    if kind == "downloaded":
-        return f"{shot}: saved {d['path']} ({d['size']} bytes)"
-    if kind == "waiting" and d.get("reason") == "rate-limit" and d.get("seconds") is not None:
-        return f"{shot}: waiting {d['seconds']:g} s for the rate limit"
-    if kind == "interrupted":
+    if isinstance(event, RunStarted):
+        return _run_started(event)
+    if isinstance(event, Interrupted):
         return "interrupted: creating no new tasks; running tasks keep their ids"
-    if kind == "run-started":
-        return (
-            f"{d['storyboard']}: {d['create']} to create, {d['resume']} to resume, "
-            f"{d['skip']} up to date"
-        )
+    if not isinstance(event, ShotEvent):
+        return None
+    shot = event.shot
+    if isinstance(event, Created):
+        return f"{shot}: created {event.task_id}"
+    if isinstance(event, Resumed):
+        return f"{shot}: resuming {event.task_id}"
+    if isinstance(event, Completed):
+        return f"{shot}: completed in {event.seconds:g} s: {event.video_url}"
+    if isinstance(event, Failed):
+        return f"{shot}: FAILED: {event.error}"
+    if isinstance(event, Skipped):
+        return f"{shot}: up to date"
+    if isinstance(event, NotStarted):
+        return f"{shot}: not started ({event.reason})"
+    if isinstance(event, RateLimited):
+        return f"{shot}: rate-limited by the relay; all creates pause {event.retry_after:g} s"
+    if isinstance(event, Retried):
+        return f"{shot}: {event.what} failed ({event.error}); retrying in {event.delay:g} s"
+    if isinstance(event, Downloaded):
+        return f"{shot}: saved {event.path} ({event.size} bytes)"
+    if isinstance(event, Waiting):
+        return f"{shot}: waiting {event.seconds:g} s for the rate limit"
     return None
+
+
+def _run_started(event: RunStarted) -> str:
+    return (
+        f"{event.storyboard}: {event.create} to create, {event.resume} to resume, "
+        f"{event.skip} up to date"
+    )
 
 
 class PlainPrinter:
@@ -412,7 +422,7 @@ class PlainPrinter:
         line = plain_line(event)
         if line is not None:
             self._write(line)
-        if event.kind == "progress" and self.wall() - self._last_beat >= self.heartbeat:
+        if isinstance(event, Progress) and self.wall() - self._last_beat >= self.heartbeat:
             self._write(self.beat())
 
     def beat(self) -> str:
@@ -582,35 +592,31 @@ class LiveSink:
     def _lasting(self, event: Event) -> Any:
         from rich.text import Text
 
-        d = event.data
-        shot = event.shot or ""
-        if event.kind == "completed":
+        if isinstance(event, RunStarted):
+            return Text(_run_started(event), style="bold")
+        if not isinstance(event, ShotEvent):
+            return None
+        if isinstance(event, Completed):
             text = Text("✓ ", style="green")
-            text.append(shot, style="bold")
-            text.append(f" completed in {format_seconds(float(d['seconds']))}  ")
-            text.append(str(d["video_url"]), style="dim")
+            text.append(event.shot, style="bold")
+            text.append(f" completed in {format_seconds(event.seconds)}  ")
+            text.append(event.video_url, style="dim")
             return text
-        if event.kind == "failed":
+        if isinstance(event, Failed):
             text = Text("✗ ", style="red")
-            text.append(shot, style="bold")
-            text.append(f" failed: {d['error']}", style="red")
+            text.append(event.shot, style="bold")
+            text.append(f" failed: {event.error}", style="red")
             return text
-        if event.kind == "downloaded":
+        if isinstance(event, Downloaded):
             text = Text("↓ ", style="magenta")
-            text.append(shot, style="bold")
-            text.append(f" saved {d['path']} ({d['size']} bytes)", style="dim")
+            text.append(event.shot, style="bold")
+            text.append(f" saved {event.path} ({event.size} bytes)", style="dim")
             return text
-        if event.kind == "not-started":
+        if isinstance(event, NotStarted):
             text = Text("○ ", style="yellow")
-            text.append(shot, style="bold")
-            text.append(f" not started ({d['reason']})", style="yellow")
+            text.append(event.shot, style="bold")
+            text.append(f" not started ({event.reason})", style="yellow")
             return text
-        if event.kind == "run-started":
-            return Text(
-                f"{d['storyboard']}: {d['create']} to create, {d['resume']} to resume, "
-                f"{d['skip']} up to date",
-                style="bold",
-            )
         return None
 
 
