@@ -222,7 +222,7 @@ def _bodies(out: str) -> dict[str, dict[str, Any]]:
 def test_plan_text_shows_actions_bodies_counts_and_billing(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(capsys, "plan", str(project))
+    code, out, err = run(capsys, "plan", str(project), "--bodies")
     assert code == 0, err
     actions = dict(
         (m.group(2), m.group(1)) for m in re.finditer(r"^(skip|resume|create)\s+(\S+)\s", out, re.M)
@@ -237,6 +237,64 @@ def test_plan_text_shows_actions_bodies_counts_and_billing(
     assert re.search(r"viduq3p-720p: 3 tasks, 18 s\b", out)
     assert re.search(r"viduq3p-1080p: 2 tasks, 6 s\b", out)
     assert "viduq3t-540p:" not in out.split("would bill")[1]  # resumed: not billed again
+
+
+def test_plan_bodies_is_the_full_output_of_before(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--bodies`` prints exactly what ``plan`` printed before the table (golden file)."""
+    monkeypatch.chdir(project.parent)
+    code, out, err = run(capsys, "plan", "board.yaml", "--bodies")
+    assert code == 0, err
+    assert out == (ROOT / "tests" / "golden" / "plan_bodies.txt").read_text("utf-8")
+
+
+def test_plan_table_by_default(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    code, out, err = run(capsys, "plan", str(project))
+    assert code == 0, err
+    assert "{" not in out  # no request bodies
+    rows = dict(
+        (m.group(2), m.group(1)) for m in re.finditer(r"^(skip|resume|create)\s+(\S+)\s", out, re.M)
+    )
+    assert rows == ACTIONS
+    assert re.search(r"^ACTION\s+SHOT\s+MODE\s+MODEL\s+DUR\s+WHY\s+PROMPT$", out, re.M)
+    assert re.search(
+        r"^create\s+edited\s+text\s+viduq3p-720p\s+8s\s+changed\s+Changed since", out, re.M
+    )
+    assert "5 to create, 1 to resume, 1 up to date" in out
+    assert re.search(r"would bill 5 tasks, 24 s\b", out)
+
+
+TEN_SHOTS = "version: 1\ndefaults: {model: viduq3p-720p, duration: 5}\nshots:\n" + "".join(
+    f"  - id: shot-{i:02d}\n    prompt: {'A very long and winding prompt about the sea. ' * 12}\n"
+    for i in range(10)
+)
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_plan_of_ten_shots_fits_a_screen(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    columns: int,
+) -> None:
+    path = tmp_path / "ten.yaml"
+    path.write_text(TEN_SHOTS)
+    monkeypatch.setenv("COLUMNS", str(columns))
+    code, out, err = run(capsys, "plan", str(path))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) <= 25, out
+    assert max(len(line) for line in lines if not line.startswith(str(tmp_path))) <= columns
+    assert sum(1 for line in lines if line.startswith("create ")) == 10
+    assert all(line.endswith("…") for line in lines if line.startswith("create "))
+    assert "would bill 10 tasks, 50 s" in out
+    # --bodies: the whole of every prompt.
+    code, out, _ = run(capsys, "plan", str(path), "--bodies")
+    assert out.count("A very long and winding prompt about the sea. " * 11) == 10
 
 
 def test_plan_json(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

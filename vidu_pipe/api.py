@@ -17,7 +17,7 @@ import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import anyio
 import httpx
@@ -32,10 +32,23 @@ from vidu_pipe.planner import plan as _plan
 from vidu_pipe.storyboard.build import load
 from vidu_pipe.storyboard.model import Storyboard
 
+if TYPE_CHECKING:
+    from vidu_pipe.views.status import StatusReport
+
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
-__all__ = ["SIMULATE_TIME_SCALE", "SIMULATOR_BASE_URL", "load", "plan", "run", "validate"]
+__all__ = [
+    "SIMULATE_TIME_SCALE",
+    "SIMULATOR_BASE_URL",
+    "init_project",
+    "load",
+    "plan",
+    "report",
+    "run",
+    "status",
+    "validate",
+]
 
 
 def validate(path: Path | str) -> list[Problem]:
@@ -85,6 +98,86 @@ def plan(
         trusted=_trusted(found, simulate),
         resumable=not simulate,  # `run --simulate` starts a fresh simulator
     )
+
+
+def status(
+    storyboard: Storyboard | Path | str, *, manifest: Path | str | None = None
+) -> StatusReport:
+    """The manifest against the storyboard, shot by shot; reads, never writes."""
+    from vidu_pipe.views.status import compute
+
+    board = _storyboard(storyboard)
+    path = manifest_path_for(board, manifest)
+    return compute(board, load_manifest(path), path)
+
+
+def report(
+    storyboard: Storyboard | Path | str,
+    output: Path | str,
+    *,
+    manifest: Path | str | None = None,
+) -> Path:
+    """Write the HTML contact sheet to ``output``; returns where it went. A usage error
+    when ``output`` is a folder, or the storyboard or its manifest."""
+    from vidu_pipe.views.report import write_report
+
+    board = _storyboard(storyboard)
+    path = manifest_path_for(board, manifest)
+    target = Path(output)
+    if not str(output).strip() or target.is_dir():
+        raise UsageError(f"-o {str(output)!r} must name a file, not a folder")
+    if target.exists() and target.resolve() in (board.path.resolve(), path.resolve()):
+        raise UsageError(f"-o {output} would overwrite the storyboard or its manifest")
+    return write_report(board, load_manifest(path), manifest_path=path, output=target)
+
+
+#: What ``vidu-pipe init`` writes: path in the project -> file in ``vidu_pipe/init_files``.
+INIT_FILES: dict[str, str] = {
+    "film.storyboard.yaml": "film.storyboard.yaml",
+    "templates/look.j2": "templates/look.j2",
+    ".gitignore": "gitignore",
+    ".pre-commit-config.yaml": "pre-commit-config.yaml",
+}
+#: Where ``init`` writes its copy of the storyboard schema (the storyboard's first line
+#: points editors at it; ``vidu-pipe schema storyboard`` prints the current one).
+INIT_SCHEMA = "schemas/storyboard.schema.json"
+
+
+def init_project(folder: Path | str = ".") -> list[Path]:
+    """Start a project in ``folder`` (created if missing): a storyboard that validates,
+    ``templates/``, ``.gitignore`` entries, a pre-commit config and a copy of the
+    storyboard schema. Never overwrites: when any of those files exists, nothing is
+    written (a usage error names them). Returns the files written."""
+    from importlib.resources import files
+
+    from vidu_pipe.storyboard.schemas import schema_path
+
+    root = Path(folder)
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"{root} exists and is not a folder")
+    source = files("vidu_pipe").joinpath("init_files")
+    contents = {name: source.joinpath(src).read_bytes() for name, src in INIT_FILES.items()}
+    contents[INIT_SCHEMA] = schema_path("storyboard").read_bytes()
+    targets = {root / name: data for name, data in contents.items()}
+    # lexists: a dangling symlink is there too, and writing through it is never right.
+    taken = [str(path) for path in targets if os.path.lexists(path)]
+    if taken:
+        raise UsageError(
+            f"init never overwrites, and these exist already: {', '.join(taken)} "
+            "(nothing was written; choose another folder, or move them away)"
+        )
+    written: list[Path] = []
+    try:
+        for path, data in targets.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("xb") as fh:  # "x": fails rather than overwrite a newcomer
+                fh.write(data)
+            written.append(path)
+    except OSError:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return written
 
 
 def _check_manifest(

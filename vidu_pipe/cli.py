@@ -1,9 +1,23 @@
-"""The command line: parse arguments, call the library, turn errors into exit codes.
+"""The command line: parse arguments, call the library, format, map errors to exit codes.
 
-Exit codes (SPEC §3): 0 every selected shot completed (or: valid), 1 one or
-more failed, 2 invalid storyboard or usage, 3 configuration or authentication
-problem, 130 interrupted. What only ``run`` needs is imported lazily so that
-``validate`` starts fast (it runs in pre-commit hooks).
+Decisions live in the library (:mod:`vidu_pipe.api`); this module only turns
+arguments into calls and results into text. Exit codes come from
+:mod:`vidu_pipe.constants` (SPEC §3). What only some commands need is imported
+inside them, so that ``validate`` (pre-commit hooks) and ``--help`` start fast.
+
+How to add to it (the help text teaches; a test walks the parser to hold this):
+
+- A command is two functions: ``_add_NAME(sub)`` builds its parser with
+  :func:`_command` (a one-line ``help`` for the command list, a ``description``,
+  and at least one example, shown as the epilog) and ``_cmd_NAME(args) -> int``
+  runs it. Add ``_add_NAME`` to ``_COMMANDS`` at the bottom.
+- A flag or argument is added with :func:`_flag`: ``help`` is one line, lower
+  case, no final full stop, saying what it does and ending with its default in
+  parentheses: ``(default: off)`` for a switch, ``(default: 4)``, or
+  ``(default: run.concurrency in the storyboard, else 4)`` where the storyboard's
+  ``run:`` can set it. ``_flag`` refuses an empty help.
+- Flags shared by commands have one helper (``_add_selection``), so that they
+  read the same everywhere.
 """
 
 from __future__ import annotations
@@ -11,28 +25,85 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from vidu_pipe._version import __version__
-from vidu_pipe.constants import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK
-from vidu_pipe.errors import Problem, StoryboardError, UsageError, ViduPipeError
+from vidu_pipe.constants import (
+    DEFAULT_BASE_URL,
+    EXIT_CONFIG,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_OK,
+)
+from vidu_pipe.errors import Problem, StoryboardError, ViduPipeError
 
 if TYPE_CHECKING:
-    from vidu_pipe.storyboard.model import Storyboard
+    from _typeshed import SupportsWrite
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors exit 2 through our own path (no traceback, same format)."""
+    """argparse, with usage errors exiting 2 through our own path (no traceback) and
+    help printed by rich-argparse (imported only when help is asked for)."""
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_INVALID)
+
+    def print_help(self, file: SupportsWrite[str] | None = None) -> None:
+        from rich_argparse import RawDescriptionRichHelpFormatter
+
+        plain = self.formatter_class
+        self.formatter_class = RawDescriptionRichHelpFormatter
+        try:
+            super().print_help(file)
+        finally:
+            self.formatter_class = plain
+
+
+# --- building the parser -------------------------------------------------------------
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _flag(parser: argparse.ArgumentParser, *names: str, help: str, **kwargs: Any) -> None:
+    """Add a flag or argument; ``help`` is required (see this module's docstring)."""
+    if not help.strip():
+        raise ValueError(f"{names[0]} needs a help line")
+    parser.add_argument(*names, help=help, **kwargs)
+
+
+def _command(
+    sub: argparse._SubParsersAction[_Parser],
+    name: str,
+    handler: Handler,
+    *,
+    help: str,
+    description: str,
+    examples: Sequence[str],
+) -> _Parser:
+    """Add a command with its one-line help, its description and its examples."""
+    if not examples:
+        raise ValueError(f"command {name} needs an example")
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+    parser = sub.add_parser(
+        name,
+        help=help,
+        # Wrapped here: the raw formatter keeps the examples' lines as written.
+        description=textwrap.fill(description, 78),
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def _positive_int(text: str) -> int:
@@ -58,130 +129,181 @@ def _port(text: str) -> int:
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a number more than 0")
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be from 0 to 1")
+    return value
+
+
+def _add_file(p: argparse.ArgumentParser) -> None:
+    _flag(p, "file", metavar="FILE", help="the storyboard (YAML)")
+
+
+def _add_manifest(p: argparse.ArgumentParser) -> None:
+    _flag(
+        p,
+        "--manifest",
+        metavar="PATH",
+        help="where the manifest is (default: FILE with .yaml replaced by .manifest.json)",
+    )
+
+
 def _add_selection(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
+    """--only, --tag, --force and --manifest, as plan and run share them."""
+    _flag(
+        p,
         "--only",
         action="append",
         default=[],
         metavar="ID",
-        help="only shots whose id (or id before .takeN) matches this glob; repeatable",
+        help="only shots whose id (or id before .takeN) matches this glob; repeatable "
+        "(default: all shots)",
     )
-    p.add_argument(
-        "--tag", action="append", default=[], metavar="T", help="only shots with this tag"
+    _flag(
+        p,
+        "--tag",
+        action="append",
+        default=[],
+        metavar="T",
+        help="only shots with this tag; repeatable; with --only a shot must match both "
+        "(default: all shots)",
     )
-    p.add_argument("--force", action="store_true", help="rerun selected shots even when up to date")
-    p.add_argument(
-        "--manifest",
-        metavar="PATH",
-        help="manifest path (default: the storyboard's path with .manifest.json)",
+    _flag(
+        p,
+        "--force",
+        action="store_true",
+        help="create selected shots again even when up to date, never a running task "
+        "(default: off)",
     )
+    _add_manifest(p)
+
+
+def _add_json(p: argparse.ArgumentParser, what: str = "one JSON document on stdout") -> None:
+    _flag(p, "--json", action="store_true", help=f"machine-readable output: {what} (default: off)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: every command, flag and help line."""
     parser = _Parser(
         prog="vidu-pipe",
-        description="Storyboard-as-code for Vidu Q3: YAML shots in, videos and a manifest out.",
+        description=textwrap.fill(
+            "Storyboard-as-code for the Vidu Q3 video models: YAML shots in, videos and a "
+            "manifest out. A second run redoes only what is missing, failed or changed.",
+            78,
+        ),
+        epilog="examples:\n"
+        "  vidu-pipe init my-film                 start a project\n"
+        "  vidu-pipe validate film.storyboard.yaml\n"
+        "  vidu-pipe plan film.storyboard.yaml    what a run would do and bill\n"
+        "  vidu-pipe run film.storyboard.yaml --simulate\n"
+        "\n"
+        "`vidu-pipe COMMAND --help` explains a command. Exit codes: 0 ok, 1 a shot\n"
+        "failed, 2 invalid storyboard or usage, 3 configuration or key, 130 interrupted.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"vidu-pipe {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _flag(
+        parser,
+        "--version",
+        action="version",
+        version=f"vidu-pipe {__version__}",
+        help="print the version and exit",
+    )
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser, title="commands"
+    )
     sub.required = True
-
-    p = sub.add_parser("validate", help="check storyboards; no network")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-
-    p = sub.add_parser("plan", help="show the request bodies and what a run would do")
-    p.add_argument("file", metavar="FILE")
-    _add_selection(p)
-    p.add_argument("--simulate", action="store_true", help="plan a run --simulate")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-
-    p = sub.add_parser("run", help="run the shots that need it and write the manifest")
-    p.add_argument("file", metavar="FILE")
-    p.add_argument("--base-url", metavar="URL", help="endpoint base (env VIDU_BASE_URL)")
-    p.add_argument(
-        "--simulate", action="store_true", help="run against the built-in simulator in-process"
-    )
-    p.add_argument("--concurrency", type=_positive_int, metavar="N")
-    p.add_argument("--rate", type=_non_negative_int, metavar="N", help="creates per minute")
-    p.add_argument("--poll-interval", type=_positive_float, metavar="SECONDS")
-    _add_selection(p)
-    p.add_argument("--download", metavar="DIR", help="save each video as DIR/ID.mp4")
-    p.add_argument("--max-creates", type=_non_negative_int, metavar="N")
-    p.add_argument("--timeout", type=_positive_float, metavar="SECONDS")
-    p.add_argument(
-        "--json", action="store_true", help="JSON lines of events on stdout; summary on stderr"
-    )
-    p.add_argument("--quiet", "-q", action="store_true", help="only the final summary")
-
-    p = sub.add_parser("status", help="the manifest against the storyboard")
-    p.add_argument("file", metavar="FILE")
-    p.add_argument("--manifest", metavar="PATH")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-
-    p = sub.add_parser("schema", help="print a JSON Schema")
-    p.add_argument("name", nargs="?", choices=["storyboard", "request"], default="storyboard")
-
-    p = sub.add_parser("report", help="an HTML contact sheet of the storyboard with its videos")
-    p.add_argument("file", metavar="FILE")
-    p.add_argument("-o", "--output", metavar="PATH", default="report.html")
-    p.add_argument("--manifest", metavar="PATH")
-
-    p = sub.add_parser("simulator", help="serve the built-in simulator of the endpoint")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_port, default=8000)
-    p.add_argument("--time-scale", type=_positive_float, default=1.0, metavar="X")
-    p.add_argument("--fail-rate", type=float, default=0.0, metavar="P")
-    p.add_argument("--dialect", choices=["seed", "new-api"], default="seed")
-    p.add_argument("--key", metavar="K", help="the bearer key it accepts (default: any)")
-    p.add_argument(
-        "--seed", type=int, help="random seed for task ids and faults (default: a fresh one)"
-    )
-    p.add_argument(
-        "--rate-limit", type=_positive_int, metavar="N", help="answer 429 above N creates a minute"
-    )
-    p.add_argument("--quota", type=_non_negative_int, metavar="N", help="403 after N creates")
+    for add in _COMMANDS:
+        add(sub)
     return parser
+
+
+# --- the entry point ----------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``vidu-pipe`` and ``python -m vidu_pipe``; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    handler = _COMMANDS[args.command]
+    with _interruptible():
+        try:
+            args = build_parser().parse_args(argv)
+            handler: Handler = args.handler
+            return handler(args)
+        except StoryboardError as exc:
+            _print_problems(exc.problems, sys.stderr)
+            return EXIT_INVALID
+        except ViduPipeError as exc:
+            print(f"vidu-pipe: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("vidu-pipe: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:
+            # `vidu-pipe plan x.yaml | head`: the reader left; that is not an error.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return EXIT_OK
+        except OSError as exc:
+            # A file the command was pointed at cannot be read or written.
+            where = f" {exc.filename}" if exc.filename else ""
+            print(f"vidu-pipe: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_CONFIG
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into what Ctrl-C raises, so that both end the same way (130)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> NoReturn:
+    raise _Terminated
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """From the first line of ``main``: SIGTERM ends like Ctrl-C (exit 130, no
+    traceback) instead of killing the process with 143. ``run`` installs its own
+    handlers for the run itself; the previous handler is put back on the way out
+    (``main`` may be called in-process, by tests or a host program)."""
     try:
-        return handler(args)
-    except StoryboardError as exc:
-        _print_problems(exc.problems, sys.stderr)
-        return EXIT_INVALID
-    except ViduPipeError as exc:
-        print(f"vidu-pipe: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("vidu-pipe: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # `vidu-pipe plan x.yaml | head`: the reader left; that is not an error.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_OK
-    except OSError as exc:
-        # A file the command was pointed at cannot be read or written.
-        where = f" {exc.filename}" if exc.filename else ""
-        print(f"vidu-pipe: error:{where}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-def _print_problems(problems: Sequence[Problem], out: TextIO) -> None:
+def _print_problems(problems: Sequence[Problem], out: IO[str]) -> None:
     for problem in problems:
         print(problem.format(), file=out)
 
 
-# --- validate ---------------------------------------------------------------
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+# --- validate -------------------------------------------------------------------------------
+
+
+def _add_validate(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = _command(
+        sub,
+        "validate",
+        _cmd_validate,
+        help="check storyboards against every rule of the endpoint; no network, no key",
+        description="Check storyboards: schema, templates, assets and the endpoint's field "
+        "rules. Every problem is printed as FILE:LINE:COL: shot 'ID': field: message, with a "
+        "hint where one helps. Exit 0 when all are valid, 2 otherwise.",
+        examples=["vidu-pipe validate film.storyboard.yaml", "vidu-pipe validate pipelines/*.yaml"],
+    )
+    _flag(p, "files", nargs="+", metavar="FILE", help="storyboards to check (one or more)")
+    _add_json(p, "{ok, files, problems} on stdout")
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -200,123 +322,168 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"{file}: ok ({_count(len(storyboard.shots), 'shot')})")
     if args.json:
-        json.dump(
-            {
-                "ok": not problems,
-                "files": results,
-                "problems": [p.as_dict() for p in problems],
-            },
-            sys.stdout,
-            indent=2,
-            ensure_ascii=False,
-        )
+        doc = {"ok": not problems, "files": results, "problems": [p.as_dict() for p in problems]}
+        json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
         print()
     else:
         _print_problems(problems, sys.stdout)
         if problems:
             bad = sum(1 for r in results if not r["ok"])
-            print(
-                f"{_count(len(problems), 'problem')} in {_count(bad, 'file')}",
-                file=sys.stderr,
-            )
+            print(f"{_count(len(problems), 'problem')} in {_count(bad, 'file')}", file=sys.stderr)
     return EXIT_INVALID if problems else EXIT_OK
 
 
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
+# --- plan -----------------------------------------------------------------------------------
 
 
-# --- plan -------------------------------------------------------------------
-
-
-def _manifest_path(args: argparse.Namespace, storyboard: Storyboard) -> Path:
-    from vidu_pipe.api import manifest_path_for
-
-    return manifest_path_for(storyboard, getattr(args, "manifest", None))
+def _add_plan(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = _command(
+        sub,
+        "plan",
+        _cmd_plan,
+        help="what a run would do to each shot, and what it would bill; no network",
+        description="Render every selected shot and compare it with the manifest: a table of "
+        "what a run would do (skip, resume or create) and why, then the bill (tasks and "
+        "seconds of video per model). --bodies adds the exact request bodies.",
+        examples=[
+            "vidu-pipe plan film.storyboard.yaml",
+            "vidu-pipe plan film.storyboard.yaml --only 'hero-*' --bodies",
+            "vidu-pipe plan film.storyboard.yaml --json | jq .summary",
+        ],
+    )
+    _add_file(p)
+    _add_selection(p)
+    _flag(
+        p,
+        "--simulate",
+        action="store_true",
+        help="plan what `run --simulate` would do (default: off)",
+    )
+    _flag(
+        p,
+        "--bodies",
+        action="store_true",
+        help="show each request body exactly as it would be sent (default: off)",
+    )
+    _add_json(p, "every shot with its action, reason and request body")
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from vidu_pipe.api import plan
-    from vidu_pipe.storyboard.build import load
+    import shutil
 
-    storyboard = load(args.file)
-    manifest_path = _manifest_path(args, storyboard)
+    from vidu_pipe.api import manifest_path_for, plan
+    from vidu_pipe.views.plan import format_bodies, format_table, plan_json
+
+    # The manifest flag goes to the library as given: None means "the storyboard's own",
+    # which may be adopted after a rename; a path the user typed is checked for its owner.
     the_plan = plan(
-        storyboard,
-        manifest=manifest_path,
+        args.file,
+        manifest=args.manifest,
         only=args.only,
         tags=args.tag,
         force=args.force,
         simulate=args.simulate,
     )
-    billing = the_plan.billing()
+    where = manifest_path_for(the_plan.storyboard, args.manifest)
     if args.json:
-        doc = {
-            "storyboard": str(storyboard.path),
-            "manifest": str(manifest_path),
-            "shots": [
-                {
-                    "id": step.shot.id,
-                    "action": step.action,
-                    "reason": step.reason,
-                    "mode": step.shot.mode,
-                    "model": step.shot.model,
-                    "duration": step.shot.duration,
-                    "fingerprint": step.shot.fingerprint,
-                    "request": step.shot.request,
-                }
-                for step in the_plan.steps
-            ],
-            "summary": {
-                "create": the_plan.count("create"),
-                "resume": the_plan.count("resume"),
-                "skip": the_plan.count("skip"),
-                "billing": {m: {"tasks": t, "seconds": s} for m, (t, s) in billing.items()},
-            },
-        }
-        json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
+        json.dump(plan_json(the_plan, where), sys.stdout, indent=2, ensure_ascii=False)
         print()
-        return EXIT_OK
-    where = str(manifest_path) + ("" if manifest_path.exists() else " (none yet)")
-    print(f"{storyboard.path}: {_count(len(the_plan.steps), 'shot')}; manifest {where}")
-    print()
-    width = max((len(s.shot.id) for s in the_plan.steps), default=0)
-    for step in the_plan.steps:
-        shot = step.shot
-        print(
-            f"{step.action:<7} {shot.id:<{width}}  {shot.mode:<10} {shot.model:<14}"
-            f" {shot.duration:>2}s  {step.reason}"
-        )
-        if step.action != "skip":
-            body = json.dumps(shot.request, indent=2, ensure_ascii=False)
-            print("\n".join("    " + line for line in body.splitlines()))
-    print()
-    print(
-        f"{the_plan.count('create')} to create, {the_plan.count('resume')} to resume, "
-        f"{the_plan.count('skip')} up to date"
+    elif args.bodies:
+        sys.stdout.write(format_bodies(the_plan, where))
+    else:
+        width = shutil.get_terminal_size((100, 24)).columns
+        sys.stdout.write(format_table(the_plan, where, width=width))
+    return EXIT_OK
+
+
+# --- run ------------------------------------------------------------------------------------
+
+
+def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = _command(
+        sub,
+        "run",
+        _cmd_run,
+        help="run the shots that need it and write the manifest",
+        description="Create a task for every selected shot that is new, failed or changed, "
+        "resume the ones still running, skip the ones up to date, and record every task in "
+        "the manifest as it goes. Ctrl-C stops creating; a second run resumes. The key is "
+        "read from the environment variable VIDU_API_KEY only.",
+        examples=[
+            "vidu-pipe run film.storyboard.yaml --simulate     # no key, no network",
+            "VIDU_API_KEY=sk-... vidu-pipe run film.storyboard.yaml --download videos",
+            "vidu-pipe run film.storyboard.yaml --tag act1 --json > events.jsonl",
+        ],
     )
-    if billing:
-        parts = [f"{m}: {_count(t, 'task')}, {s} s" for m, (t, s) in billing.items()]
-        total_t = sum(t for t, _ in billing.values())
-        total_s = sum(s for _, s in billing.values())
-        print(f"would bill {_count(total_t, 'task')}, {total_s} s of video: " + "; ".join(parts))
-    return EXIT_OK
-
-
-# --- schema -----------------------------------------------------------------
-
-
-def _cmd_schema(args: argparse.Namespace) -> int:
-    from vidu_pipe.storyboard.schemas import schema_path
-
-    sys.stdout.write(schema_path(args.name).read_text(encoding="utf-8"))
-    return EXIT_OK
-
-
-# --- run --------------------------------------------------------------------
+    _add_file(p)
+    _flag(
+        p,
+        "--base-url",
+        metavar="URL",
+        help=f"the relay's base URL (default: env VIDU_BASE_URL, else {DEFAULT_BASE_URL})",
+    )
+    _flag(
+        p,
+        "--simulate",
+        action="store_true",
+        help="run against the built-in simulator in-process; no key, no network (default: off)",
+    )
+    _flag(
+        p,
+        "--concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="most tasks created and not yet finished at once "
+        "(default: run.concurrency in the storyboard, else 4)",
+    )
+    _flag(
+        p,
+        "--rate",
+        type=_non_negative_int,
+        metavar="N",
+        help="most creates in any 60 seconds; 0 for no limit "
+        "(default: run.rate_per_minute in the storyboard, else 20)",
+    )
+    _flag(
+        p,
+        "--poll-interval",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="first wait between two queries of a task; it grows as the task ages "
+        "(default: run.poll_interval in the storyboard, else 5)",
+    )
+    _add_selection(p)
+    _flag(
+        p,
+        "--download",
+        metavar="DIR",
+        help="save each video as DIR/ID.mp4 (default: run.download in the storyboard, else off)",
+    )
+    _flag(
+        p,
+        "--max-creates",
+        type=_non_negative_int,
+        metavar="N",
+        help="create at most N tasks in this run; the rest wait for the next "
+        "(default: run.max_creates in the storyboard, else no cap)",
+    )
+    _flag(
+        p,
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="stop waiting for one task after this long; it stays on record and the next run "
+        "resumes it (default: run.timeout in the storyboard, else 1800)",
+    )
+    _add_json(p, "one JSON event per line on stdout, the summary on stderr")
+    _flag(
+        p, "--quiet", "-q", action="store_true", help="print only the final summary (default: off)"
+    )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import anyio
+
     from vidu_pipe.api import SIMULATE_TIME_SCALE, arun, manifest_path_for, options_for
     from vidu_pipe.storyboard.build import load
     from vidu_pipe.views.progress import choose_mode, open_progress
@@ -332,9 +499,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         download_dir=Path(args.download) if args.download else None,
         handle_signals=True,
     )
-
-    import anyio
-
     # --json keeps stdout pure JSON lines (one event each); everything else goes to stderr.
     mode = choose_mode(sys.stdout, json=args.json, quiet=args.quiet)
     with open_progress(
@@ -372,17 +536,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-# --- status and report -----------------------------------------------------
+# --- status ---------------------------------------------------------------------------------
+
+
+def _add_status(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = _command(
+        sub,
+        "status",
+        _cmd_status,
+        help="the manifest against the storyboard: each shot's state",
+        description="Each shot as the manifest records it, against what the storyboard "
+        "renders now: completed, failed, running, pending, stale (changed since it was made) "
+        "or orphaned (no longer in the storyboard), with task id, age and error.",
+        examples=["vidu-pipe status film.storyboard.yaml", "vidu-pipe status FILE --json"],
+    )
+    _add_file(p)
+    _add_manifest(p)
+    _add_json(p, "counts and every shot's state")
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from vidu_pipe.manifest.store import load_manifest
-    from vidu_pipe.storyboard.build import load
-    from vidu_pipe.views.status import compute, print_status
+    from vidu_pipe.api import status
+    from vidu_pipe.views.status import print_status
 
-    storyboard = load(args.file)
-    manifest_path = _manifest_path(args, storyboard)
-    report = compute(storyboard, load_manifest(manifest_path), manifest_path)
+    report = status(args.file, manifest=args.manifest)
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2, ensure_ascii=False)
         print()
@@ -391,39 +568,142 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- schema ---------------------------------------------------------------------------------
+
+
+def _add_schema(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = _command(
+        sub,
+        "schema",
+        _cmd_schema,
+        help="print a JSON Schema (storyboard or request)",
+        description="Print the JSON Schema (2020-12) of a storyboard or of a request body: "
+        "the source of truth that validate uses, for editors and other tools.",
+        examples=[
+            "vidu-pipe schema storyboard > schemas/storyboard.schema.json",
+            "vidu-pipe schema request",
+        ],
+    )
+    _flag(
+        p,
+        "name",
+        nargs="?",
+        choices=["storyboard", "request"],
+        default="storyboard",
+        help="which schema (default: storyboard)",
+    )
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from vidu_pipe.storyboard.schemas import schema_path
+
+    sys.stdout.write(schema_path(args.name).read_text(encoding="utf-8"))
+    return EXIT_OK
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def _add_report(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = _command(
+        sub,
+        "report",
+        _cmd_report,
+        help="write an HTML contact sheet of the storyboard with its videos",
+        description="One self-contained HTML page (works offline): a summary, then every "
+        "shot in order with its prompt, inputs, status and video.",
+        examples=["vidu-pipe report film.storyboard.yaml -o report.html"],
+    )
+    _add_file(p)
+    _flag(
+        p,
+        "-o",
+        "--output",
+        metavar="PATH",
+        default="report.html",
+        help="the HTML file to write (default: report.html)",
+    )
+    _add_manifest(p)
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
-    from vidu_pipe.manifest.store import load_manifest
+    from vidu_pipe.api import report
     from vidu_pipe.storyboard.build import load
-    from vidu_pipe.views.report import write_report
 
     storyboard = load(args.file)
-    manifest_path = _manifest_path(args, storyboard)
-    target = Path(args.output)
-    if not args.output.strip() or target.is_dir():
-        raise UsageError(f"-o {args.output!r} must name a file, not a folder")
-    if target.exists() and target.resolve() in (
-        storyboard.path.resolve(),
-        manifest_path.resolve(),
-    ):
-        raise UsageError(f"-o {args.output} would overwrite the storyboard or its manifest")
-    output = write_report(
-        storyboard,
-        load_manifest(manifest_path),
-        manifest_path=manifest_path,
-        output=target,
-    )
+    output = report(storyboard, args.output, manifest=args.manifest)
     print(f"{output}: contact sheet of {_count(len(storyboard.shots), 'shot')}")
     return EXIT_OK
 
 
-# --- simulator --------------------------------------------------------------
+# --- simulator ------------------------------------------------------------------------------
+
+
+def _add_simulator(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = _command(
+        sub,
+        "simulator",
+        _cmd_simulator,
+        help="serve the built-in simulator of the endpoint on loopback",
+        description="A stand-in for the relay: the task routes and video files, the key "
+        "check, the request rules, a per-account cap of 5 running tasks, and faults on demand.",
+        examples=[
+            "vidu-pipe simulator --port 8000 --time-scale 0.01",
+            "VIDU_API_KEY=sk-x vidu-pipe run FILE --base-url http://127.0.0.1:8000",
+        ],
+    )
+    _flag(p, "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    _flag(p, "--port", type=_port, default=8000, help="port to listen on (default: 8000)")
+    _flag(
+        p,
+        "--time-scale",
+        type=_positive_float,
+        default=1.0,
+        metavar="X",
+        help="real seconds per simulated second; 0.01 makes a 3-minute task take 1.8 s "
+        "(default: 1)",
+    )
+    _flag(
+        p,
+        "--fail-rate",
+        type=_fraction,
+        default=0.0,
+        metavar="P",
+        help="chance from 0 to 1 that a task fails (default: 0)",
+    )
+    _flag(
+        p,
+        "--dialect",
+        choices=["seed", "new-api"],
+        default="seed",
+        help="answer as the endpoint document (seed) or as a new-api relay (default: seed)",
+    )
+    _flag(p, "--key", metavar="K", help="the only bearer key accepted (default: any key)")
+    _flag(
+        p,
+        "--seed",
+        type=int,
+        help="random seed for task ids and faults (default: a fresh one each start)",
+    )
+    _flag(
+        p,
+        "--rate-limit",
+        type=_positive_int,
+        metavar="N",
+        help="answer 429 above N creates a minute (default: no limit)",
+    )
+    _flag(
+        p,
+        "--quota",
+        type=_non_negative_int,
+        metavar="N",
+        help="answer 403 after N creates, a spent quota (default: no quota)",
+    )
 
 
 def _cmd_simulator(args: argparse.Namespace) -> int:
     from vidu_pipe.simulator import SimulatorConfig, serve
 
-    if not 0.0 <= args.fail_rate <= 1.0:
-        raise UsageError("--fail-rate must be from 0 to 1")
     config = SimulatorConfig(
         key=args.key,
         time_scale=args.time_scale,
@@ -438,12 +718,53 @@ def _cmd_simulator(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {
-    "validate": _cmd_validate,
-    "plan": _cmd_plan,
-    "schema": _cmd_schema,
-    "run": _cmd_run,
-    "status": _cmd_status,
-    "report": _cmd_report,
-    "simulator": _cmd_simulator,
-}
+# --- init -----------------------------------------------------------------------------------
+
+
+def _add_init(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = _command(
+        sub,
+        "init",
+        _cmd_init,
+        help="start a project: a storyboard that validates, templates/, .gitignore, pre-commit",
+        description="Write a small commented storyboard showing every mode, a template in "
+        "templates/, a copy of the storyboard schema for editors, .gitignore entries for a "
+        "run's working files, videos and the local cache, and a pre-commit config that "
+        "validates storyboards. Never overwrites: if any of these files exists, nothing is "
+        "written (exit 2).",
+        examples=[
+            "vidu-pipe init my-film && cd my-film && vidu-pipe run film.storyboard.yaml --simulate"
+        ],
+    )
+    _flag(
+        p,
+        "dir",
+        nargs="?",
+        default=".",
+        metavar="DIR",
+        help="the project folder, created if missing (default: the current folder)",
+    )
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from vidu_pipe.api import init_project
+
+    written = init_project(args.dir)
+    for path in written:
+        print(f"wrote {path}")
+    storyboard = Path(args.dir) / "film.storyboard.yaml"
+    print(f"next: vidu-pipe run {storyboard} --simulate")
+    return EXIT_OK
+
+
+#: The functions that add each command's parser, in the order ``--help`` lists them.
+_COMMANDS: list[Callable[[argparse._SubParsersAction[_Parser]], None]] = [
+    _add_init,
+    _add_validate,
+    _add_plan,
+    _add_run,
+    _add_status,
+    _add_report,
+    _add_schema,
+    _add_simulator,
+]

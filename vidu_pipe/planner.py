@@ -23,6 +23,7 @@ is still running (that would pay twice for one shot).
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -78,10 +79,20 @@ def select(
     matches nothing is a usage error, as a typo should not silently run nothing."""
     for pattern in only:
         if not any(_matches(shot, pattern) for shot in storyboard.shots):
-            raise UsageError(f"--only {pattern!r} matches no shot in {storyboard.path}")
+            ids = dict.fromkeys(i for s in storyboard.shots for i in (s.source_id, s.id))
+            raise UsageError(
+                f"--only {pattern!r} matches no shot in {storyboard.path}"
+                + _did_you_mean(pattern, ids)
+            )
     for tag in tags:
         if not any(tag in shot.tags for shot in storyboard.shots):
-            raise UsageError(f"--tag {tag!r} is on no shot in {storyboard.path}")
+            known = sorted({t for shot in storyboard.shots for t in shot.tags})
+            listed = f" (tags: {', '.join(known)})" if known else " (no shot has a tag)"
+            raise UsageError(
+                f"--tag {tag!r} is on no shot in {storyboard.path}"
+                + _did_you_mean(tag, known)
+                + listed
+            )
     chosen = [
         shot
         for shot in storyboard.shots
@@ -93,6 +104,12 @@ def select(
             f"no shot in {storyboard.path} matches both --only and --tag (a shot must match both)"
         )
     return chosen
+
+
+def _did_you_mean(word: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'waves'?"`` for a typo, as ``validate`` says it; else ``""``."""
+    near = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {near[0]!r}?" if near else ""
 
 
 def _matches(shot: Shot, pattern: str) -> bool:

@@ -160,7 +160,7 @@ def _state_of(shot: Shot, entry: ManifestEntry | None) -> tuple[State, str | Non
             note = f"{entry.progress}%" + (f"; {note}" if note else "")
         return "running", note
     if entry.status == "failed":
-        return "failed", None if same else "changed since"
+        return "failed", None if same else "changed since it failed"
     if not same:
         return "stale", "changed since: the next run makes it again"
     return "completed", None
@@ -251,9 +251,10 @@ def _footer(report: StatusReport) -> str:
 
 
 def _cells(row: ShotStatus) -> list[str]:
+    # The relay's error and our note are two things: never join them into one sentence.
     detail = row.error or ""
     if row.note:
-        detail = f"{row.note}: {detail}" if detail else row.note
+        detail = f"{detail} ({row.note})" if detail else row.note
     return [row.id, row.state, row.task_id or "", format_age(row.age), detail]
 
 
