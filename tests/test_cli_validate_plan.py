@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -498,9 +497,14 @@ def test_subprocess_only_matching_nothing(project: Path) -> None:
     assert "zzz" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.skipif(shutil.which("vidu-pipe") is None, reason="console script not installed")
+# The console script of this Python's environment, found beside the interpreter: PATH
+# need not lead there (a venv used without being activated).
+SCRIPT = Path(sys.executable).parent / ("vidu-pipe.exe" if sys.platform == "win32" else "vidu-pipe")
+
+
+@pytest.mark.skipif(not SCRIPT.is_file(), reason="console script not installed")
 def test_console_script_runs() -> None:
     proc = subprocess.run(
-        ["vidu-pipe", "validate", str(PIPELINES[0])], capture_output=True, text=True, timeout=60
+        [str(SCRIPT), "validate", str(PIPELINES[0])], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr

@@ -63,7 +63,11 @@ def test_hook_files_pattern(path: str, picked: bool) -> None:
 
 
 def _run_entry(files: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    command = shlex.split(str(_hook()["entry"]))
+    """The hook's entry as pre-commit runs it, with ``vidu-pipe`` taken from this Python's
+    environment (not from PATH, which need not have the venv's scripts on it)."""
+    program, *rest = shlex.split(str(_hook()["entry"]))
+    assert program == "vidu-pipe"
+    command = [sys.executable, "-m", "vidu_pipe", *rest]
     return subprocess.run([*command, *files], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 

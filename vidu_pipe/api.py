@@ -133,7 +133,7 @@ def report(
 
 #: What ``vidu-pipe init`` writes: path in the project -> file in ``vidu_pipe/init_files``.
 INIT_FILES: dict[str, str] = {
-    "film.storyboard.yaml": "film.storyboard.yaml",
+    "film.storyboard.yaml": "storyboard.yaml",
     "templates/look.j2": "templates/look.j2",
     ".gitignore": "gitignore",
     ".pre-commit-config.yaml": "pre-commit-config.yaml",
