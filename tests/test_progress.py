@@ -19,6 +19,7 @@ import sys
 import termios
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -505,3 +506,38 @@ def test_json_lines_keep_their_shape(kind: str) -> None:
     doc = json.loads(event.to_json())
     assert list(doc) == ["event", "shot", "time", *own]
     assert doc["event"] == kind and doc["shot"] == shot.get("shot")
+
+
+def test_a_new_kind_is_one_class() -> None:
+    """What another engineer adds (say, a shot restored from the cache): one class, and
+    the JSON line, the display's counts and a plain log line follow."""
+    from vidu_pipe.events import Outcome, described
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Restored(ShotEvent):
+        kind: ClassVar[str] = "restored-for-test"
+        settles: ClassVar[Outcome | None] = "completed"
+        video_url: str = described()
+
+    try:
+        assert KINDS["restored-for-test"] is Restored
+        event = Restored(shot="a", video_url="https://v/a.mp4", time="2026-11-24T12:00:00Z")
+        assert json.loads(event.to_json()) == {
+            "event": "restored-for-test",
+            "shot": "a",
+            "time": "2026-11-24T12:00:00Z",
+            "video_url": "https://v/a.mp4",
+        }
+        clock = FakeClock()
+        tracker = Tracker(clock)
+        tracker.feed(
+            RunStarted(
+                storyboard="s", manifest="m", create=0, resume=0, skip=1, concurrency=1, rate=0
+            )
+        )
+        tracker.feed(event)
+        assert tracker.counts()["completed"] == 1 and tracker.counts()["done"] == 1
+        assert plain_line(event) == "a: restored-for-test (video_url https://v/a.mp4)"
+        assert "`restored-for-test` | `video_url`" in events_module.markdown_table()
+    finally:
+        del KINDS["restored-for-test"]

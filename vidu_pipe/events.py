@@ -11,9 +11,12 @@ they are declared::
 
 Adding a kind is a one-class change: subclass :class:`ShotEvent` (or
 :class:`Event` for a run-wide one), set ``kind``, declare its fields with
-:func:`_field` and a one-line description. The class registers itself in
-:data:`KINDS`; the README's event table is :func:`markdown_table` (a test keeps
-the two equal). Readers that meet a kind they do not know ignore it.
+:func:`described` and a one-line description, and set ``settles`` if the event ends
+the shot's part in the run. The class registers itself in :data:`KINDS`; the
+README's event table is :func:`markdown_table` (a test keeps the two equal). The
+progress display counts a shot that such an event settles and prints a default
+log line for it; a dedicated line is a branch in ``vidu_pipe.views.progress``.
+Scripts reading ``--json`` ignore kinds they do not know.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = [
     "Failed",
     "Interrupted",
     "NotStarted",
+    "Outcome",
     "Progress",
     "Queued",
     "RateLimited",
@@ -46,17 +50,21 @@ __all__ = [
     "ShotEvent",
     "Skipped",
     "Waiting",
+    "described",
     "markdown_table",
 ]
 
 #: Every event kind -> its class, in the order the classes are defined.
 KINDS: dict[str, type[Event]] = {}
 
+#: How a shot's part in a run ends (the phases the progress display counts as done).
+Outcome = Literal["completed", "failed", "skipped", "not-started"]
+
 #: The fields every event has; the kind's own fields come after them.
 _COMMON = ("shot", "time")
 
 
-def _field(doc: str = "") -> Any:
+def described(doc: str = "") -> Any:
     """A kind's own field, with the one-line description the README's table shows."""
     return field(metadata={"doc": doc})
 
@@ -98,6 +106,9 @@ class Event:
 class ShotEvent(Event):
     """An event about one shot."""
 
+    #: The outcome this event gives the shot in this run, if it ends its part in it.
+    settles: ClassVar[Outcome | None] = None
+
     shot: str
 
 
@@ -109,13 +120,13 @@ class RunStarted(Event):
     """The run planned its shots and starts."""
 
     kind: ClassVar[str] = "run-started"
-    storyboard: str = _field()
-    manifest: str = _field()
-    create: int = _field("shots to create")
-    resume: int = _field("shots whose task is polled again")
-    skip: int = _field("shots up to date")
-    concurrency: int = _field()
-    rate: int = _field("creates per minute; 0: no limit")
+    storyboard: str = described()
+    manifest: str = described()
+    create: int = described("shots to create")
+    resume: int = described("shots whose task is polled again")
+    skip: int = described("shots up to date")
+    concurrency: int = described()
+    rate: int = described("creates per minute; 0: no limit")
 
 
 # --- one shot -----------------------------------------------------------------------------
@@ -126,7 +137,8 @@ class Skipped(ShotEvent):
     """The shot is up to date: no request at all."""
 
     kind: ClassVar[str] = "skipped"
-    reason: str = _field()
+    settles: ClassVar[Outcome | None] = "skipped"
+    reason: str = described()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,8 +146,8 @@ class Queued(ShotEvent):
     """The shot waits for a concurrency slot (every slot holds a running task)."""
 
     kind: ClassVar[str] = "queued"
-    running: int = _field("tasks holding the slots")
-    limit: int = _field("`--concurrency`")
+    running: int = described("tasks holding the slots")
+    limit: int = described("`--concurrency`")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,8 +155,8 @@ class Waiting(ShotEvent):
     """The shot's create waits for the rate limit."""
 
     kind: ClassVar[str] = "waiting"
-    reason: Literal["rate-limit"] = _field("`rate-limit`")
-    seconds: float = _field("the expected wait")
+    reason: Literal["rate-limit"] = described("`rate-limit`")
+    seconds: float = described("the expected wait")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,8 +164,8 @@ class Created(ShotEvent):
     """A task was created (and its id is on disk)."""
 
     kind: ClassVar[str] = "created"
-    task_id: str = _field()
-    attempt: int = _field("tasks created for the shot so far, this one included")
+    task_id: str = described()
+    attempt: int = described("tasks created for the shot so far, this one included")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,7 +173,7 @@ class Resumed(ShotEvent):
     """A task of an earlier run is polled again."""
 
     kind: ClassVar[str] = "resumed"
-    task_id: str = _field()
+    task_id: str = described()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,9 +181,9 @@ class Progress(ShotEvent):
     """The relay reported a new status or progress for the task."""
 
     kind: ClassVar[str] = "progress"
-    task_id: str = _field()
-    status: str = _field("`queued`, `in_progress`")
-    progress: int | None = _field("0-100, or null: relays' progress is not a measurement")
+    task_id: str = described()
+    status: str = described("`queued`, `in_progress`")
+    progress: int | None = described("0-100, or null: relays' progress is not a measurement")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,10 +191,10 @@ class Retried(ShotEvent):
     """A request failed in a way that is safe to repeat; it is tried again after a delay."""
 
     kind: ClassVar[str] = "retried"
-    what: Literal["create", "query", "download"] = _field("`create`, `query`, `download`")
-    attempt: int = _field()
-    error: str = _field()
-    delay: float = _field("seconds")
+    what: Literal["create", "query", "download"] = described("`create`, `query`, `download`")
+    attempt: int = described()
+    error: str = described()
+    delay: float = described("seconds")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,7 +202,7 @@ class RateLimited(ShotEvent):
     """The relay answered a create with 429: every create pauses."""
 
     kind: ClassVar[str] = "rate-limited"
-    retry_after: float = _field("seconds the whole run pauses")
+    retry_after: float = described("seconds the whole run pauses")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,9 +210,10 @@ class Completed(ShotEvent):
     """The task finished with a video."""
 
     kind: ClassVar[str] = "completed"
-    task_id: str = _field()
-    video_url: str = _field()
-    seconds: float = _field("since created or resumed")
+    settles: ClassVar[Outcome | None] = "completed"
+    task_id: str = described()
+    video_url: str = described()
+    seconds: float = described("since created or resumed")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,8 +221,9 @@ class Failed(ShotEvent):
     """The shot failed in this run (its task, its create, or its download)."""
 
     kind: ClassVar[str] = "failed"
-    task_id: str | None = _field("null when no task is concerned")
-    error: str = _field()
+    settles: ClassVar[Outcome | None] = "failed"
+    task_id: str | None = described("null when no task is concerned")
+    error: str = described()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -217,7 +231,8 @@ class NotStarted(ShotEvent):
     """The shot was not created in this run."""
 
     kind: ClassVar[str] = "not-started"
-    reason: str = _field("max-creates reached, quota spent, interrupted, ...")
+    settles: ClassVar[Outcome | None] = "not-started"
+    reason: str = described("max-creates reached, quota spent, interrupted, ...")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -225,9 +240,9 @@ class Downloaded(ShotEvent):
     """The shot's video was saved (``--download``)."""
 
     kind: ClassVar[str] = "downloaded"
-    path: str = _field()
-    size: int = _field("bytes")
-    sha256: str = _field()
+    path: str = described()
+    size: int = described("bytes")
+    sha256: str = described()
 
 
 # --- the end of a run --------------------------------------------------------------------
@@ -245,13 +260,13 @@ class RunFinished(Event):
     """The last event of a run."""
 
     kind: ClassVar[str] = "run-finished"
-    completed: int = _field()
-    failed: int = _field()
-    not_started: int = _field()
-    running: int = _field("tasks left running by an interruption")
-    skipped: int = _field()
-    created: int = _field()
-    exit_code: int = _field()
+    completed: int = described()
+    failed: int = described()
+    not_started: int = described()
+    running: int = described("tasks left running by an interruption")
+    skipped: int = described()
+    created: int = described()
+    exit_code: int = described()
 
 
 EventSink = Callable[[Event], None]

@@ -258,6 +258,9 @@ class Tracker:
             self._enter(shot, "failed", now, finished=now, note=event.error)
         elif isinstance(event, NotStarted):
             self._enter(shot, "not-started", now, finished=now, note=event.reason)
+        elif event.settles is not None:
+            # A kind added since this display was written: it still counts.
+            self._enter(shot, event.settles, now, finished=now)
 
     # --- reading ------------------------------------------------------------
 
@@ -388,6 +391,10 @@ def plain_line(event: Event) -> str | None:
         return f"{shot}: saved {event.path} ({event.size} bytes)"
     if isinstance(event, Waiting):
         return f"{shot}: waiting {event.seconds:g} s for the rate limit"
+    if event.settles is not None:
+        # A kind added since this function was written: a plain default, fields and all.
+        fields = ", ".join(f"{name} {value}" for name, value in event.data.items())
+        return f"{shot}: {event.kind}" + (f" ({fields})" if fields else "")
     return None
 
 
