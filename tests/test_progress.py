@@ -90,7 +90,7 @@ def test_phases_follow_the_events(tracker: Tracker, clock: FakeClock) -> None:
     t.feed(Skipped(shot="old", reason="up to date"))
     t.feed(Resumed(shot="a", task_id="task_a"))
     t.feed(Created(shot="b", task_id="task_b", attempt=1))
-    t.feed(Queued(shot="c", running=2, limit=2))
+    t.feed(Queued(shot="c", limit=2, ahead=0))
     t.feed(Waiting(shot="d", reason="rate-limit", seconds=12.0))
     t.feed(RateLimited(shot="e", retry_after=20.0))
     clock.now = 10
@@ -221,7 +221,7 @@ PLAIN = [
         Waiting(shot="a", reason="rate-limit", seconds=3.0),
         "a: waiting 3 s for the rate limit",
     ),
-    (Queued(shot="a", running=2, limit=2), None),
+    (Queued(shot="a", limit=2, ahead=0), None),
     (Progress(shot="a", task_id="t", status="in_progress", progress=5), None),
 ]
 
@@ -283,7 +283,7 @@ def test_live_display_renders_shots_and_counts() -> None:
             )
         )
         sink(Created(shot="first", task_id="task_1", attempt=1))
-        sink(Queued(shot="second", running=1, limit=1))
+        sink(Queued(shot="second", limit=1, ahead=0))
         sink(Progress(shot="first", task_id="task_1", status="in_progress", progress=30))
         sink(Completed(shot="first", task_id="task_1", video_url="https://v/1.mp4", seconds=120.0))
     text = COLOUR.sub("", out.getvalue())
@@ -471,6 +471,9 @@ def test_json_lines_on_stdout_and_the_summary_on_stderr(board: Path) -> None:
     for event in events:
         extra = set(event) - {"event", "shot", "time"}
         assert extra == _fields(event["event"]), event
+        if event["event"] in ("waiting", "queued"):
+            # A wait says how long or behind what: never a field that is null.
+            assert None not in event.values(), event
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", event["time"])
     assert SUMMARY.match(ran.err.splitlines()[-1])
     # --json wins over a terminal: still pure JSON lines, no live display.

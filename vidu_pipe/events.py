@@ -143,11 +143,11 @@ class Skipped(ShotEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class Queued(ShotEvent):
-    """The shot waits for a concurrency slot (every slot holds a running task)."""
+    """The shot waits for a concurrency slot: every one holds a running task."""
 
     kind: ClassVar[str] = "queued"
-    running: int = described("tasks holding the slots")
-    limit: int = described("`--concurrency`")
+    limit: int = described("`--concurrency`: tasks running now")
+    ahead: int = described("shots already waiting for a slot")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -310,8 +310,8 @@ class _Run:
         """Create (or resume) the shot's task and wait for it; returns the video URL."""
         shot = step.shot
         if self.slots.available_tokens == 0:
-            running = self.slots.borrowed_tokens
-            self.emit(Queued(shot=shot.id, running=running, limit=self.options.concurrency))
+            ahead = self.slots.statistics().tasks_waiting
+            self.emit(Queued(shot=shot.id, limit=self.options.concurrency, ahead=ahead))
         async with self.slots:
             if step.action == "resume":
                 assert step.entry is not None and step.entry.task_id is not None
