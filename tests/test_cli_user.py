@@ -360,3 +360,21 @@ def test_pre_commit_hooks_suggest_a_rev_that_exists() -> None:
     ).stdout.split()
     for rev in re.findall(r"rev:\s*(\S+)", text):
         assert rev.startswith("<") or rev in tags, rev
+
+
+def test_ctrl_c_while_the_command_line_loads_exits_130_without_traceback() -> None:
+    """Ctrl-C that lands while ``python -m vidu_pipe`` is still importing its command line
+    (emulated by an import hook raising KeyboardInterrupt there, as the signal would)."""
+    code = (
+        "import runpy, sys\n"
+        "class Hook:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'vidu_pipe.cli':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Hook())\n"
+        "sys.argv = ['vidu-pipe', '--version']\n"
+        "runpy.run_module('vidu_pipe', run_name='__main__', alter_sys=True)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr
