@@ -378,3 +378,14 @@ def test_ctrl_c_while_the_command_line_loads_exits_130_without_traceback() -> No
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_help_without_rich_argparse_is_plain_help_not_a_traceback() -> None:
+    code = (
+        "import sys; sys.modules['rich_argparse'] = None\n"
+        "from vidu_pipe.cli import main\n"
+        "main(['run', '--help'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: vidu-pipe run" in proc.stdout and "--concurrency N" in proc.stdout

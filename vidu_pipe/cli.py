@@ -59,8 +59,11 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_INVALID)
 
     def print_help(self, file: SupportsWrite[str] | None = None) -> None:
-        from rich_argparse import RawDescriptionRichHelpFormatter
-
+        try:
+            from rich_argparse import RawDescriptionRichHelpFormatter
+        except ImportError:  # a broken install: plain help beats a traceback
+            super().print_help(file)
+            return
         plain = self.formatter_class
         self.formatter_class = RawDescriptionRichHelpFormatter
         try:
