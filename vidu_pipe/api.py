@@ -131,9 +131,12 @@ def report(
     return write_report(board, load_manifest(path), manifest_path=path, output=target)
 
 
+#: The storyboard ``vidu-pipe init`` writes (``*.storyboard.yaml``: the pre-commit hook's
+#: default ``files`` pattern picks it up).
+INIT_STORYBOARD = "film.storyboard.yaml"
 #: What ``vidu-pipe init`` writes: path in the project -> file in ``vidu_pipe/init_files``.
 INIT_FILES: dict[str, str] = {
-    "film.storyboard.yaml": "storyboard.yaml",
+    INIT_STORYBOARD: "storyboard.yaml",
     "templates/look.j2": "templates/look.j2",
     ".gitignore": "gitignore",
     ".pre-commit-config.yaml": "pre-commit-config.yaml",

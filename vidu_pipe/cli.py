@@ -750,13 +750,12 @@ def _add_init(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from vidu_pipe.api import init_project
+    from vidu_pipe.api import INIT_STORYBOARD, init_project
 
-    written = init_project(args.dir)
-    for path in written:
+    for path in init_project(args.dir):
         print(f"wrote {path}")
-    storyboard = Path(args.dir) / "film.storyboard.yaml"
-    print(f"next: vidu-pipe run {storyboard} --simulate")
+    storyboard = Path(args.dir) / INIT_STORYBOARD
+    print(f"next: vidu-pipe validate {storyboard} && vidu-pipe run {storyboard} --simulate")
     return EXIT_OK
 
 
