@@ -30,8 +30,11 @@ def main(storyboard: Path = LIGHTHOUSE) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         manifest = Path(tmp) / "lighthouse.manifest.json"
+        cache = Path(tmp) / ".vidu-pipe"  # results and clips; by default beside the storyboard
 
-        before: vidu_pipe.Plan = vidu_pipe.plan(board, manifest=manifest, simulate=True)
+        before: vidu_pipe.Plan = vidu_pipe.plan(
+            board, manifest=manifest, simulate=True, cache_dir=cache
+        )
         print(f"plan: {before.count('create')} to create, {before.count('skip')} up to date")
 
         def on_event(event: vidu_pipe.Event) -> None:
@@ -42,13 +45,14 @@ def main(storyboard: Path = LIGHTHOUSE) -> int:
             board,
             simulate=True,
             manifest=manifest,
+            cache_dir=cache,
             options=vidu_pipe.RunOptions(rate_per_minute=0, concurrency=10),
             on_event=on_event,
         )
         print(f"run: {len(result.completed)} completed, {len(result.failed)} failed")
 
         # A second plan finds everything up to date: the manifest is the source of truth.
-        after = vidu_pipe.plan(board, manifest=manifest, simulate=True)
+        after = vidu_pipe.plan(board, manifest=manifest, simulate=True, cache_dir=cache)
         print(f"plan again: {after.count('create')} to create, {after.count('skip')} up to date")
 
         recorded = vidu_pipe.load_manifest(manifest)

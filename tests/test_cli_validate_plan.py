@@ -313,6 +313,7 @@ def test_plan_json(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "create": 5,
         "resume": 1,
         "skip": 1,
+        "restore": 0,
         "billing": {
             "viduq3p-1080p": {"tasks": 2, "seconds": 6},
             "viduq3p-720p": {"tasks": 3, "seconds": 18},

@@ -108,6 +108,7 @@ async def go(
     only: Sequence[str] = (),
     tags: Sequence[str] = (),
     force: bool = False,
+    cache_dir: Path | None = None,
     **options: Any,
 ) -> Outcome:
     """One run of the storyboard at ``path`` against ``sim`` (no rate limit and 8 at once
@@ -130,6 +131,7 @@ async def go(
         on_event=events.append,
         transport=transport if transport is not None else sim.transport(),
         env={"VIDU_API_KEY": key},
+        cache_dir=cache_dir,
     )
     return Outcome(result, events)
 
@@ -255,7 +257,7 @@ async def test_every_pipeline_sends_exactly_its_rendered_requests(
     board = load(pipeline)
     sim = make_sim()
     # The manifest goes to tmp_path, never beside the repository's storyboard.
-    out = await go(pipeline, sim, manifest=tmp_path / "m.json")
+    out = await go(pipeline, sim, manifest=tmp_path / "m.json", cache_dir=tmp_path / "cache")
     assert out.result.exit_code == 0
     assert sorted(out.result.completed) == sorted(board.ids)
     bodies = [dict(b) for b in sim.stats().bodies]
@@ -838,14 +840,27 @@ async def test_the_key_never_reaches_the_manifest_events_or_logs(
     for i, (settings, prepare) in enumerate(runs):
         sim = make_sim(time_scale=0.002, **settings)
         prepare(sim)
+        # Each run its own results cache: a shared one would restore the earlier runs'
+        # videos instead of creating (and failing) again.
         out = await go(
-            path, sim, key=CANARY, manifest=tmp_path / f"m{i}.json", rate_per_minute=60, timeout=60
+            path,
+            sim,
+            key=CANARY,
+            manifest=tmp_path / f"m{i}.json",
+            cache_dir=tmp_path / f"cache{i}",
+            rate_per_minute=60,
+            timeout=60,
         )
         texts += [e.to_json() for e in out.events] + list(out.result.messages)
         texts.append((tmp_path / f"m{i}.json").read_text())
     sim = make_sim(key=CANARY)
     out = await go(
-        path, sim, key=CANARY, manifest=tmp_path / "t.json", transport=TimingOut(sim.transport())
+        path,
+        sim,
+        key=CANARY,
+        manifest=tmp_path / "t.json",
+        cache_dir=tmp_path / "cache-t",
+        transport=TimingOut(sim.transport()),
     )
     assert out.kinds("retried") and out.result.failed
     texts += [e.to_json() for e in out.events]

@@ -105,12 +105,20 @@ def plan(
     tags: Sequence[str] = (),
     force: bool = False,
     simulate: bool = False,
+    cache_dir: Path | str | None = None,
 ) -> Plan:
-    """What a run would do to each selected shot, from the manifest on disk; no network."""
+    """What a run would do to each selected shot, from the manifest on disk (and the
+    results cache, ``.vidu-pipe/`` beside the storyboard unless ``cache_dir``); no network."""
     from vidu_pipe.api import plan as _plan
 
     return _plan(
-        storyboard, manifest=manifest, only=only, tags=tags, force=force, simulate=simulate
+        storyboard,
+        manifest=manifest,
+        only=only,
+        tags=tags,
+        force=force,
+        simulate=simulate,
+        cache_dir=cache_dir,
     )
 
 

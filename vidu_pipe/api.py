@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -26,6 +27,7 @@ from vidu_pipe.constants import SIMULATE_TIME_SCALE, SIMULATOR_BASE_URL
 from vidu_pipe.errors import ConfigError, Problem, StoryboardError, UsageError
 from vidu_pipe.events import EventSink
 from vidu_pipe.execution.runner import RunOptions, RunResult, execute
+from vidu_pipe.manifest.history import Cache, Restorable, results_from_manifest
 from vidu_pipe.manifest.store import Manifest, ManifestEntry, check_owner, load_manifest
 from vidu_pipe.planner import Plan, select
 from vidu_pipe.planner import plan as _plan
@@ -83,8 +85,10 @@ def plan(
     tags: Sequence[str] = (),
     force: bool = False,
     simulate: bool = False,
+    cache_dir: Path | str | None = None,
 ) -> Plan:
-    """What a run would do to each selected shot, from the manifest on disk."""
+    """What a run would do to each selected shot, from the manifest on disk (and the
+    results cache: ``cache_dir``, by default ``.vidu-pipe/`` beside the storyboard)."""
     board = _storyboard(storyboard)
     path = manifest_path_for(board, manifest)
     found = load_manifest(path)
@@ -97,6 +101,9 @@ def plan(
         force=force,
         trusted=_trusted(found, simulate),
         resumable=not simulate,  # `run --simulate` starts a fresh simulator
+        restorable=_restorable(
+            _cache(board, cache_dir), board, found, only, tags, simulate=simulate
+        ),
     )
 
 
@@ -183,6 +190,42 @@ def init_project(folder: Path | str = ".") -> list[Path]:
     return written
 
 
+def _cache(board: Storyboard, cache_dir: Path | str | None) -> Cache:
+    return Cache(Path(cache_dir)) if cache_dir is not None else Cache.beside(board.path)
+
+
+def _restorable(
+    cache: Cache,
+    board: Storyboard,
+    manifest: Manifest | None,
+    only: Sequence[str],
+    tags: Sequence[str],
+    *,
+    simulate: bool,
+) -> dict[str, Restorable]:
+    """The selected shots' requests that the results cache (or the manifest itself)
+    completed before, with a video still to be had: a run restores them."""
+    extra = (
+        results_from_manifest(
+            manifest.entries, base_url=manifest.base_url, storyboard=board.path.name
+        )
+        if manifest is not None
+        else []
+    )
+    return cache.restorable(
+        [shot.fingerprint for shot in select(board, only, tags)], simulated=simulate, extra=extra
+    )
+
+
+def _remember_manifest(cache: Cache, manifest: Manifest, storyboard: str) -> None:
+    """Copy a manifest's completed entries into the results cache (a teammate's manifest,
+    or one written before the cache existed), so that a later revert restores them."""
+    for result in results_from_manifest(
+        manifest.entries, base_url=manifest.base_url, storyboard=storyboard
+    ):
+        cache.remember(result)
+
+
 def _check_manifest(
     existing: Manifest | None, path: Path, board: Storyboard, *, simulate: bool, explicit: bool
 ) -> None:
@@ -236,12 +279,14 @@ async def arun(
     on_event: EventSink | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     env: Mapping[str, str] | None = None,
+    cache_dir: Path | str | None = None,
 ) -> RunResult:
     """Run the shots that need it and write the manifest (``run`` is the blocking form).
 
     ``simulate`` runs against the built-in simulator in-process (no key, no network);
     ``transport`` replaces the network (tests); ``env`` replaces ``os.environ`` for
-    ``VIDU_API_KEY`` and ``VIDU_BASE_URL``. Raises :class:`StoryboardError`,
+    ``VIDU_API_KEY`` and ``VIDU_BASE_URL``; ``cache_dir`` moves the results cache
+    (default: ``.vidu-pipe/`` beside the storyboard). Raises :class:`StoryboardError`,
     :class:`UsageError`, :class:`ConfigError` (and :class:`AuthError`) before or instead
     of a result; a result's ``exit_code`` says how the shots went.
     """
@@ -274,6 +319,13 @@ async def arun(
         url = resolve_base_url(base_url, environ)
         key = resolve_api_key(environ)
     path = manifest_path_for(board, manifest)
+    cache = _cache(board, cache_dir)
+    opts = replace(opts, cache=cache)
+    if simulate:
+        from vidu_pipe.simulator import shot_placeholder
+
+        # The simulator's URLs die with it: the run makes each shot's clip locally.
+        opts = replace(opts, placeholder=shot_placeholder)
     if opts.download_dir is not None:
         _check_folder(opts.download_dir)  # before anything is paid for
     select(board, only, tags)  # a selection typo is refused before any file is touched
@@ -291,13 +343,21 @@ async def arun(
         keep_empty=False,  # a run stopped before recording anything leaves no file
     ) as store:
         # Planned under the lock: a second run cannot plan the same creates meanwhile.
+        snapshot = store.snapshot()
+        if existing is not None and existing.base_url == url:
+            with contextlib.suppress(OSError, ConfigError):  # a cache never stops a run
+                await anyio.to_thread.run_sync(_remember_manifest, cache, existing, board.path.name)
+        restorable = await anyio.to_thread.run_sync(
+            functools.partial(_restorable, cache, board, snapshot, only, tags, simulate=simulate)
+        )
         the_plan = _plan(
             board,
-            store.snapshot(),
+            snapshot,
             only=only,
             tags=tags,
             force=force,
             resumable=not fresh_simulator,
+            restorable=restorable,
         )
         async with ViduClient(url, key, transport=transport) as client:
             return await execute(

@@ -532,6 +532,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"{len(result.completed)} completed, {len(result.failed)} failed, "
         f"{len(result.not_started)} not started, "
         + (f"{len(result.running)} still running (resumed next run), " if result.running else "")
+        + (f"{len(result.restored)} restored (no create), " if result.restored else "")
         + f"{len(result.skipped)} up to date "
         f"({_count(result.created, 'task')} created); manifest: {where}",
         file=out,

@@ -43,6 +43,7 @@ __all__ = [
     "Progress",
     "Queued",
     "RateLimited",
+    "Restored",
     "Resumed",
     "Retried",
     "RunFinished",
@@ -125,6 +126,10 @@ class RunStarted(Event):
     create: int = described("shots to create")
     resume: int = described("shots whose task is polled again")
     skip: int = described("shots up to date")
+    # A default: added after the others (callers that build this event keep working).
+    restore: int = field(
+        default=0, metadata={"doc": "shots that take an earlier result of their request"}
+    )
     concurrency: int = described()
     rate: int = described("creates per minute; 0: no limit")
 
@@ -139,6 +144,21 @@ class Skipped(ShotEvent):
     kind: ClassVar[str] = "skipped"
     settles: ClassVar[Outcome | None] = "skipped"
     reason: str = described()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Restored(ShotEvent):
+    """The shot's request was completed before and its video can still be had: the run
+    records that result instead of creating a task (no request to the relay)."""
+
+    kind: ClassVar[str] = "restored"
+    settles: ClassVar[Outcome | None] = "skipped"
+    task_id: str | None = described("the earlier task")
+    video_url: str | None = described()
+    finished_at: str | None = described("when the earlier task finished")
+    source: Literal["cache", "url"] = described(
+        "`cache`: the cached file; `url`: the URL, younger than 24 hours"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -265,6 +285,7 @@ class RunFinished(Event):
     not_started: int = described()
     running: int = described("tasks left running by an interruption")
     skipped: int = described()
+    restored: int = field(default=0, metadata={"doc": ""})
     created: int = described()
     exit_code: int = described()
 

@@ -15,6 +15,10 @@ none, or ``pending``                   create    new / pending
 none, but a shot no longer in the      skip      up to date (its video is
 storyboard completed the same request            adopted: a rename, or takes
                                                  changed between 1 and N)
+would create, but the results cache    restore   completed before (a reverted
+holds this request with a video still            prompt, another branch): no
+to be had (cached file, or a URL                 create, the old video back
+younger than 24 h)
 =====================================  ========  ==========================
 
 ``--force`` turns "up to date" into a create; it never re-creates a task that
@@ -25,17 +29,18 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from vidu_pipe.errors import UsageError
+from vidu_pipe.manifest.history import Restorable
 from vidu_pipe.manifest.store import Manifest, ManifestEntry
 from vidu_pipe.storyboard.model import Shot, Storyboard
 
 __all__ = ["Action", "Plan", "Step", "decide", "plan", "select"]
 
-Action = Literal["skip", "resume", "create"]
+Action = Literal["skip", "resume", "restore", "create"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ class Step:
     #: A shot no longer in the storyboard whose completed video this shot takes over
     #: (same request): a renamed shot, or ``ID`` <-> ``ID.take1`` when takes change.
     adopted_from: str | None = None
+    #: For ``restore``: the earlier result of this very request, from the cache.
+    restore: Restorable | None = None
 
 
 @dataclass(frozen=True)
@@ -149,21 +156,27 @@ def plan(
     force: bool = False,
     trusted: bool = True,
     resumable: bool = True,
+    restorable: Mapping[str, Restorable] | None = None,
 ) -> Plan:
     """Decide every selected shot against the manifest (None: no manifest yet).
 
     ``trusted=False`` (a real run over a manifest that the simulator wrote)
     creates every shot: simulated videos are not videos. ``resumable=False``
     (a fresh in-process simulator) creates the shots whose task was submitted
-    to an earlier simulator, which no longer exists.
+    to an earlier simulator, which no longer exists. ``restorable`` (by
+    fingerprint: results of the cache whose video can still be had) turns a
+    create into a ``restore``, unless ``force``.
     """
+    cached = restorable if restorable is not None and not force else {}
     entries = manifest.entries if manifest is not None else {}
     shots: Iterable[Shot] = select(storyboard, only, tags)
     if not trusted:
         return Plan(
             storyboard,
             tuple(
-                Step(shot, "create", "only simulated so far", entries.get(shot.id))
+                _restored(
+                    Step(shot, "create", "only simulated so far", entries.get(shot.id)), cached
+                )
                 for shot in shots
             ),
         )
@@ -181,5 +194,16 @@ def plan(
         old = orphans.pop(shot.fingerprint, None) if step.reason == "new" else None
         if old is not None and not force:
             step = Step(shot, "skip", f"up to date (the video of {old})", entries[old], old)
-        steps.append(step)
+        steps.append(_restored(step, cached))
     return Plan(storyboard, tuple(steps))
+
+
+def _restored(step: Step, cached: Mapping[str, Restorable]) -> Step:
+    """A create whose request the cache completed before becomes a restore."""
+    found = cached.get(step.shot.fingerprint) if step.action == "create" else None
+    if found is None:
+        return step
+    where = "cached file" if found.source == "cache" else "its URL, still fresh"
+    made = f", {found.result.finished_at}" if found.result.finished_at else ""
+    reason = f"{step.reason}; completed before ({where}{made})"
+    return Step(step.shot, "restore", reason, step.entry, restore=found)

@@ -23,12 +23,14 @@ creating and lets the running tasks finish.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
 import random
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -56,6 +58,7 @@ from vidu_pipe.events import (
     Progress,
     Queued,
     RateLimited,
+    Restored,
     Resumed,
     Retried,
     RunFinished,
@@ -66,6 +69,7 @@ from vidu_pipe.events import (
 from vidu_pipe.execution.client import TaskState, ViduClient
 from vidu_pipe.execution.polling import PollSchedule
 from vidu_pipe.execution.ratelimit import Clock, CreateGate
+from vidu_pipe.manifest.history import Cache, Result
 from vidu_pipe.manifest.store import Download, ManifestEntry, ManifestStore
 from vidu_pipe.planner import Plan, Step
 from vidu_pipe.storyboard.model import Shot
@@ -99,6 +103,12 @@ class RunOptions:
     create_attempts: int = 8
     #: Install SIGINT/SIGTERM handlers (only from the main thread: the CLI does).
     handle_signals: bool = False
+    #: The results cache (``.vidu-pipe/``): every completed request is recorded in it,
+    #: and downloaded or made videos are kept in it by SHA-256. None: no cache.
+    cache: Cache | None = None
+    #: Writes a placeholder clip of a shot to a path (simulated runs: their URLs hold
+    #: no video, so the run makes one locally and keeps it in the cache).
+    placeholder: Callable[[Shot, Path], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,8 @@ class RunResult:
     failed: tuple[str, ...] = ()
     not_started: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
+    #: Shots that took an earlier result of their request from the cache (no create).
+    restored: tuple[str, ...] = ()
     #: Shots whose task was still running when the run was interrupted (resumed next run).
     running: tuple[str, ...] = ()
     created: int = 0
@@ -134,6 +146,7 @@ class _Tally:
     failed: list[str] = field(default_factory=list)
     not_started: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
     running: list[str] = field(default_factory=list)
     tasks: set[str] = field(default_factory=set)  # shots with a task created or resumed
     created: int = 0
@@ -193,12 +206,15 @@ class _Run:
                 create=self.plan.count("create"),
                 resume=self.plan.count("resume"),
                 skip=self.plan.count("skip"),
+                restore=self.plan.count("restore"),
                 concurrency=self.options.concurrency,
                 rate=self.options.rate_per_minute,
             )
         )
         # Resumed tasks are already running at the relay: they take the first slots.
-        ordered = sorted(steps, key=lambda s: {"resume": 0, "create": 1, "skip": 2}[s.action])
+        ordered = sorted(
+            steps, key=lambda s: {"resume": 0, "create": 1, "skip": 2, "restore": 2}[s.action]
+        )
         async with anyio.create_task_group() as outer:
             if self.options.handle_signals:
                 outer.start_soon(self._watch_signals)
@@ -213,6 +229,7 @@ class _Run:
             failed=tuple(self.tally.failed),
             not_started=tuple(self.tally.not_started),
             skipped=tuple(self.tally.skipped),
+            restored=tuple(self.tally.restored),
             running=tuple(self.tally.running),
             created=self.tally.created,
             resumed=self.tally.resumed,
@@ -227,6 +244,7 @@ class _Run:
                 not_started=len(result.not_started),
                 running=len(result.running),
                 skipped=len(result.skipped),
+                restored=len(result.restored),
                 created=result.created,
                 exit_code=EXIT_CONFIG if self.fatal is not None else result.exit_code,
             )
@@ -283,7 +301,12 @@ class _Run:
                 if self.options.download_dir is not None and step.entry is not None:
                     await self._ensure_download(shot, step.entry)
                 return
+            if step.action == "restore":
+                await self._restore(step)
+                return
             url = await self._task(step)
+            if url is not None:
+                await self._keep(shot)
             if url is not None and self.options.download_dir is not None:
                 await self._download(shot, url)
         except ViduPipeError as exc:  # a refused key, an unreachable relay, a full disk
@@ -304,7 +327,7 @@ class _Run:
 
     def _settled(self) -> set[str]:
         t = self.tally
-        return {*t.completed, *t.failed, *t.not_started, *t.skipped, *t.running}
+        return {*t.completed, *t.failed, *t.not_started, *t.skipped, *t.restored, *t.running}
 
     async def _task(self, step: Step) -> str | None:
         """Create (or resume) the shot's task and wait for it; returns the video URL."""
@@ -543,6 +566,101 @@ class _Run:
         )
         return state.video_url
 
+    # --- the results cache ------------------------------------------------------
+
+    async def _restore(self, step: Step) -> None:
+        """Take an earlier result of the shot's request: no create, the old video back."""
+        shot = step.shot
+        found = step.restore
+        assert found is not None
+        result = found.result
+        entry = ManifestEntry(
+            status="completed",
+            fingerprint=shot.fingerprint,
+            request=shot.request,
+            task_id=result.task_id,
+            video_url=result.video_url,
+            attempts=step.entry.attempts if step.entry is not None else 0,
+            finished_at=result.finished_at,
+        )
+        self.store.set(shot.id, entry, durable=True)
+        self.tally.restored.append(shot.id)
+        self.emit(
+            Restored(
+                shot=shot.id,
+                task_id=result.task_id,
+                video_url=result.video_url,
+                finished_at=result.finished_at,
+                source=found.source,
+            )
+        )
+        await self._remember(shot, result)
+        if self.options.download_dir is None:
+            return
+        cache = self.options.cache
+        cached = cache.video_of(result) if cache is not None else None
+        if cached is not None:
+            await self._copy_download(shot, cached)
+        elif result.video_url:
+            await self._download(shot, result.video_url)
+
+    async def _keep(self, shot: Shot) -> None:
+        """Record a completed request in the cache; in a simulated run, make its clip."""
+        entry = self.store.get(shot.id)
+        if self.options.cache is None or entry is None:
+            return
+        result = Result(
+            fingerprint=shot.fingerprint,
+            base_url=self.client.base_url,
+            task_id=entry.task_id,
+            video_url=entry.video_url,
+            finished_at=entry.finished_at,
+        )
+        make = self.options.placeholder
+        if make is not None:
+            cache, made = self.options.cache, result
+            result = await self._cache_call(
+                made, lambda: _make_placeholder(cache, make, shot, made)
+            )
+        await self._remember(shot, result)
+
+    async def _remember(self, shot: Shot, result: Result) -> None:
+        cache = self.options.cache
+        if cache is None:
+            return
+        named = dataclasses.replace(
+            result, storyboards=(self.plan.storyboard.path.name,), shot=shot.id
+        )
+        await self._cache_call(named, lambda: cache.remember(named))
+
+    async def _cache_call(self, fallback: Result, work: Callable[[], Result]) -> Result:
+        """Run cache work off the event loop. The cache is a convenience: a failure there
+        is said once and never fails the shot (the manifest holds what was paid for)."""
+        try:
+            return await anyio.to_thread.run_sync(work)
+        except (OSError, ViduPipeError) as exc:
+            text = f"the results cache was not written: {exc}"
+            if text not in self.messages:
+                self.messages.append(text)
+            logger.debug("cache", exc_info=True)
+            return fallback
+
+    async def _copy_download(self, shot: Shot, source: Path) -> None:
+        """``--download``: the restored video from the cache, without the network."""
+        dest = self._destination(shot)
+        try:
+            size, sha256 = await anyio.to_thread.run_sync(_copy_file, source, dest)
+        except OSError as exc:
+            self._download_failed(shot, f"cannot save {dest}: {exc.strerror or exc}")
+            return
+        entry = self.store.get(shot.id)
+        if entry is not None:
+            record = Download(
+                path=_relative(dest, self.store.path.parent), size=size, sha256=sha256
+            )
+            self.store.set(shot.id, entry.replace(download=record))
+        self.emit(Downloaded(shot=shot.id, path=str(dest), size=size, sha256=sha256))
+
     # --- downloads ------------------------------------------------------------
 
     def _destination(self, shot: Shot) -> Path:
@@ -588,6 +706,24 @@ class _Run:
             )
             self.store.set(shot.id, entry.replace(download=record))
         self.emit(Downloaded(shot=shot.id, path=str(dest), size=size, sha256=sha256))
+        cache = self.options.cache
+        if cache is not None and entry is not None and entry.fingerprint == shot.fingerprint:
+            # The file goes into the cache too (a hard link: no second copy on disk), so
+            # that a revert restores it long after its URL expired.
+            kept = await self._cache_call(
+                Result("", ""), lambda: cache.add_video(dest, sha256=sha256)
+            )
+            if kept.video:
+                result = Result(
+                    fingerprint=shot.fingerprint,
+                    base_url=self.client.base_url,
+                    task_id=entry.task_id,
+                    video_url=entry.video_url,
+                    finished_at=entry.finished_at,
+                    video=kept.video,
+                    size=kept.size,
+                )
+                await self._remember(shot, result)
 
     def _download_failed(self, shot: Shot, error: str) -> None:
         """The task is done and recorded; only its file is missing: the run fails (exit 1)."""
@@ -609,6 +745,32 @@ def _file_matches(path: Path, size: int, sha256: str) -> bool:
         return digest.hexdigest() == sha256
     except OSError:
         return False
+
+
+def _copy_file(source: Path, dest: Path) -> tuple[int, str]:
+    import shutil
+
+    from vidu_pipe.manifest.history import file_sha256
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, dest)
+    sha256, size = file_sha256(dest)
+    return size, sha256
+
+
+def _make_placeholder(
+    cache: Cache, make: Callable[[Shot, Path], None], shot: Shot, result: Result
+) -> Result:
+    """Write the shot's placeholder clip into the cache; ``result`` with its file."""
+    tmp = cache.new_video_path(shot.id)
+    try:
+        make(shot, tmp)
+        kept = cache.add_video(tmp, move=True)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dataclasses.replace(result, video=kept.video, size=kept.size)
 
 
 def _relative(path: Path, start: Path) -> str:

@@ -26,6 +26,7 @@ from vidu_pipe.simulator._config import DEFAULT_DURATIONS, DIALECTS, Dialect, Si
 from vidu_pipe.simulator._engine import SimulatorStats, TaskTimes
 from vidu_pipe.simulator._server import running_server, serve
 from vidu_pipe.simulator._transport import DropFlavour, SimulatorTransport
+from vidu_pipe.simulator._video import placeholder_mp4, shot_placeholder
 
 __all__ = [
     "DEFAULT_DURATIONS",
@@ -38,6 +39,8 @@ __all__ = [
     "SimulatorStats",
     "SimulatorTransport",
     "TaskTimes",
+    "placeholder_mp4",
     "running_server",
     "serve",
+    "shot_placeholder",
 ]

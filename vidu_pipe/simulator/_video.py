@@ -1,275 +1,343 @@
-"""A small, valid, playable MP4 built in code: the simulator's finished videos.
+"""Placeholder clips: real, browser-playable H.264 MP4s that show what a shot would be.
 
-The clip is H.264 Constrained Baseline in an ISO base media file. Its one
-keyframe codes every macroblock as I_PCM (raw samples, so no transform or
-entropy coder is needed); every later frame is a P frame whose macroblocks are
-all skipped, which repeats the keyframe for a handful of bytes. The result is a
-few kilobytes per clip, plays in browsers and players, and has the length and
-shape that the task asked for.
+The simulator's finished videos, and the clips a simulated run keeps in the cache
+(``run --simulate`` then ``cut`` makes an *animatic*: the film's timing before a
+single credit is spent). A clip shows a title (the shot id, or "vidu-pipe
+simulator"), the prompt word-wrapped, a frame counter, a progress bar and a square
+sweeping once a second, on a background coloured from the title.
+
+How (PyAV, whose wheels carry FFmpeg's libraries with libx264):
+
+* The wheels' FFmpeg has no ``drawtext`` filter (no freetype) and Pillow is not a
+  dependency, so text is drawn with a 5x7 bitmap font below (printable ASCII; any
+  other character is drawn as ``?``).
+* Frames are raw ``yuv420p`` planes in ``bytearray`` objects (no numpy), laid out
+  with the strides FFmpeg pads lines to. The static picture is drawn once; per
+  frame only the luma of the bottom panel changes, so chroma is never redrawn.
+* ``libx264`` with ``preset=ultrafast``, ``tune=stillimage``: no CABAC, no 8x8
+  transform, no B-frames, so x264 signals Constrained Baseline, which every
+  browser decodes. A key frame every second (joins and seeks cut anywhere);
+  ``movflags=+faststart`` puts the index first, so a browser plays while loading.
+
+This replaced a hand-written encoder (I_PCM keyframe + skipped P frames) that
+could show colour bars only.
 """
 
 from __future__ import annotations
 
-import struct
+import hashlib
+import tempfile
+import textwrap
+from fractions import Fraction
 from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["FRAME_RATE", "frame_size", "sample_mp4"]
+if TYPE_CHECKING:
+    from vidu_pipe.storyboard.model import Shot
+
+__all__ = [
+    "FRAME_RATE",
+    "PLACEHOLDER_SCALE",
+    "frame_size",
+    "placeholder_mp4",
+    "placeholder_size",
+    "sample_mp4",
+    "shot_placeholder",
+]
 
 FRAME_RATE = 24
-_TIMESCALE = 12288  # ticks per second in the media header; 512 ticks per frame at 24 fps
 
-# Display sizes; the coded size is the next multiple of 16 and the rest is cropped.
+#: The clips a simulated run makes are this share of the shot's real size (1080p ->
+#: 640x360): a 10-shot storyboard encodes in about a second instead of about six
+#: (figures in the README), and the clips keep the relative sizes of the real ones.
+PLACEHOLDER_SCALE = Fraction(1, 3)
+
+# The simulator's own clips (it knows no shot): small, as a relay's sample.
 _SIZES = {"16:9": (128, 72), "9:16": (72, 128), "1:1": (96, 96)}
 
-# Colour bars (Y, Cb, Cr in the 16-235/16-240 video range): white, yellow, cyan,
-# green, magenta, red, blue, grey. None of them is zero, which keeps the raw
-# samples free of start-code look-alikes.
-_BARS = (
-    (235, 128, 128),
-    (210, 16, 146),
-    (170, 166, 16),
-    (145, 54, 34),
-    (106, 202, 222),
-    (81, 90, 240),
-    (41, 240, 110),
-    (126, 128, 128),
-)
+_HEIGHTS = {"540p": 540, "720p": 720, "1080p": 1080}
 
 
 def frame_size(aspect_ratio: str) -> tuple[int, int]:
-    """Width and height in pixels of the clip for ``aspect_ratio`` (16:9 when unknown)."""
+    """Width and height of the simulator's clip for ``aspect_ratio`` (16:9 when unknown)."""
     return _SIZES.get(aspect_ratio, _SIZES["16:9"])
+
+
+def placeholder_size(
+    model: str, aspect_ratio: str, scale: Fraction = PLACEHOLDER_SCALE
+) -> tuple[int, int]:
+    """The frame size of a shot's placeholder: the model's resolution (``viduq3p-720p``:
+    720 lines on the short side) in ``aspect_ratio``, times ``scale``, rounded to even."""
+    short = _HEIGHTS.get(model.rsplit("-", 1)[-1], 720)
+    a, _, b = aspect_ratio.partition(":")
+    w, h = (int(a), int(b)) if a.isdigit() and b.isdigit() and int(a) and int(b) else (16, 9)
+    long = short * max(w, h) // min(w, h)
+    width, height = (long, short) if w >= h else (short, long)
+
+    def even(n: int) -> int:
+        value = int(n * scale)
+        return max(64, value - value % 2)
+
+    return even(width), even(height)
+
+
+def shot_placeholder(shot: Shot, target: Path) -> None:
+    """Write the placeholder clip of ``shot`` (its id, prompt, duration, shape) to ``target``."""
+    width, height = placeholder_size(shot.model, str(shot.request.get("aspect_ratio", "16:9")))
+    placeholder_mp4(
+        target,
+        title=shot.id,
+        text=shot.prompt,
+        seconds=shot.duration,
+        width=width,
+        height=height,
+    )
 
 
 @lru_cache(maxsize=64)
 def sample_mp4(seconds: int = 5, aspect_ratio: str = "16:9") -> bytes:
-    """An MP4 of ``seconds`` (1-60) seconds of colour bars in ``aspect_ratio``.
+    """The simulator's video: an MP4 of ``seconds`` (1-60) in ``aspect_ratio``.
 
     Deterministic: the same arguments always give the same bytes.
     """
     seconds = max(1, min(int(seconds), 60))
     width, height = frame_size(aspect_ratio)
-    mbs_w, mbs_h = -(-width // 16), -(-height // 16)
-    sps = _nal(3, 7, _sps(mbs_w, mbs_h, width, height))
-    pps = _nal(3, 8, _pps())
-    frames = [_nal(3, 5, _idr_slice(mbs_w, mbs_h))]
-    frames += [_nal(2, 1, _skip_slice(n, mbs_w * mbs_h)) for n in range(1, seconds * FRAME_RATE)]
-    samples = [struct.pack(">I", len(f)) + f for f in frames]
-    return _mp4(samples, sps, pps, width, height)
-
-
-class _Bits:
-    """An MSB-first bit writer with the Exp-Golomb codes of H.264."""
-
-    def __init__(self) -> None:
-        self._bits: list[int] = []
-
-    def u(self, n: int, value: int) -> None:
-        self._bits.extend((value >> (n - 1 - i)) & 1 for i in range(n))
-
-    def ue(self, value: int) -> None:
-        code = value + 1
-        self.u(2 * code.bit_length() - 1, code)
-
-    def se(self, value: int) -> None:
-        self.ue(2 * value - 1 if value > 0 else -2 * value)
-
-    def align_zero(self) -> None:
-        while len(self._bits) % 8:
-            self._bits.append(0)
-
-    def raw(self, data: bytes) -> None:
-        for byte in data:
-            self.u(8, byte)
-
-    def trailing(self) -> bytes:
-        self._bits.append(1)
-        self.align_zero()
-        out = bytearray()
-        for i in range(0, len(self._bits), 8):
-            byte = 0
-            for bit in self._bits[i : i + 8]:
-                byte = (byte << 1) | bit
-            out.append(byte)
-        return bytes(out)
-
-
-def _nal(ref_idc: int, unit_type: int, rbsp: bytes) -> bytes:
-    out = bytearray([(ref_idc << 5) | unit_type])
-    zeros = 0
-    for byte in rbsp:
-        if zeros >= 2 and byte <= 3:
-            out.append(3)  # emulation prevention: no 00 00 0x inside a NAL unit
-            zeros = 0
-        out.append(byte)
-        zeros = zeros + 1 if byte == 0 else 0
-    return bytes(out)
-
-
-def _sps(mbs_w: int, mbs_h: int, width: int, height: int) -> bytes:
-    b = _Bits()
-    b.u(8, 66)  # profile_idc: Baseline
-    b.u(8, 0b11000000)  # constraint_set0 and set1: Constrained Baseline
-    b.u(8, 30)  # level 3.0
-    b.ue(0)  # seq_parameter_set_id
-    b.ue(0)  # log2_max_frame_num_minus4
-    b.ue(2)  # pic_order_cnt_type 2: output order is decoding order
-    b.ue(1)  # max_num_ref_frames
-    b.u(1, 0)  # gaps_in_frame_num_value_allowed_flag
-    b.ue(mbs_w - 1)
-    b.ue(mbs_h - 1)
-    b.u(1, 1)  # frame_mbs_only_flag
-    b.u(1, 1)  # direct_8x8_inference_flag
-    crop_right, crop_bottom = (mbs_w * 16 - width) // 2, (mbs_h * 16 - height) // 2
-    if crop_right or crop_bottom:
-        b.u(1, 1)
-        for offset in (0, crop_right, 0, crop_bottom):  # left, right, top, bottom in 2-pixel units
-            b.ue(offset)
-    else:
-        b.u(1, 0)
-    b.u(1, 0)  # vui_parameters_present_flag
-    return b.trailing()
-
-
-def _pps() -> bytes:
-    b = _Bits()
-    b.ue(0)  # pic_parameter_set_id
-    b.ue(0)  # seq_parameter_set_id
-    b.u(1, 0)  # entropy_coding_mode_flag: CAVLC
-    b.u(1, 0)  # bottom_field_pic_order_in_frame_present_flag
-    b.ue(0)  # num_slice_groups_minus1
-    b.ue(0)  # num_ref_idx_l0_default_active_minus1
-    b.ue(0)  # num_ref_idx_l1_default_active_minus1
-    b.u(1, 0)  # weighted_pred_flag
-    b.u(2, 0)  # weighted_bipred_idc
-    b.se(0)  # pic_init_qp_minus26
-    b.se(0)  # pic_init_qs_minus26
-    b.se(0)  # chroma_qp_index_offset
-    b.u(1, 0)  # deblocking_filter_control_present_flag
-    b.u(1, 0)  # constrained_intra_pred_flag
-    b.u(1, 0)  # redundant_pic_cnt_present_flag
-    return b.trailing()
-
-
-def _idr_slice(mbs_w: int, mbs_h: int) -> bytes:
-    b = _Bits()
-    b.ue(0)  # first_mb_in_slice
-    b.ue(7)  # slice_type: I (all slices of the picture)
-    b.ue(0)  # pic_parameter_set_id
-    b.u(4, 0)  # frame_num
-    b.ue(0)  # idr_pic_id
-    b.u(1, 0)  # no_output_of_prior_pics_flag
-    b.u(1, 0)  # long_term_reference_flag
-    b.se(0)  # slice_qp_delta
-    for _row in range(mbs_h):
-        for col in range(mbs_w):
-            y, cb, cr = _BARS[col * len(_BARS) // mbs_w]
-            b.ue(25)  # mb_type I_PCM
-            b.align_zero()  # pcm_alignment_zero_bit
-            b.raw(bytes([y]) * 256 + bytes([cb]) * 64 + bytes([cr]) * 64)
-    return b.trailing()
-
-
-def _skip_slice(frame_num: int, mbs: int) -> bytes:
-    b = _Bits()
-    b.ue(0)  # first_mb_in_slice
-    b.ue(5)  # slice_type: P (all slices of the picture)
-    b.ue(0)  # pic_parameter_set_id
-    b.u(4, frame_num % 16)
-    b.u(1, 0)  # num_ref_idx_active_override_flag
-    b.u(1, 0)  # ref_pic_list_modification_flag_l0
-    b.u(1, 0)  # adaptive_ref_pic_marking_mode_flag: sliding window
-    b.se(0)  # slice_qp_delta
-    b.ue(mbs)  # mb_skip_run: every macroblock repeats the reference
-    return b.trailing()
-
-
-def _box(kind: bytes, *parts: bytes) -> bytes:
-    payload = b"".join(parts)
-    return struct.pack(">I", 8 + len(payload)) + kind + payload
-
-
-def _full_box(kind: bytes, version: int, flags: int, *parts: bytes) -> bytes:
-    return _box(kind, struct.pack(">I", (version << 24) | flags), *parts)
-
-
-_MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
-
-
-def _mp4(samples: list[bytes], sps: bytes, pps: bytes, width: int, height: int) -> bytes:
-    ftyp = _box(b"ftyp", b"isom", struct.pack(">I", 0x200), b"isom", b"iso2", b"avc1", b"mp41")
-    media_duration = len(samples) * (_TIMESCALE // FRAME_RATE)
-    movie_duration = len(samples) * 1000 // FRAME_RATE
-
-    def moov(chunk_offset: int) -> bytes:
-        mvhd = _full_box(
-            b"mvhd",
-            0,
-            0,
-            struct.pack(">IIII", 0, 0, 1000, movie_duration),
-            struct.pack(">IH", 0x10000, 0x100),
-            bytes(10),
-            _MATRIX,
-            bytes(24),
-            struct.pack(">I", 2),
+    # Through a file: the muxer's faststart pass reopens its output by name.
+    with tempfile.TemporaryDirectory(prefix="vidu-pipe-clip-") as folder:
+        path = Path(folder) / "clip.mp4"
+        placeholder_mp4(
+            path,
+            title="vidu-pipe",
+            text=f"simulated {seconds} s {aspect_ratio}",
+            seconds=seconds,
+            width=width,
+            height=height,
+            crf=40,  # a sample: small matters more than sharp (a 16 s clip stays < 64 kB)
         )
-        tkhd = _full_box(
-            b"tkhd",
-            0,
-            3,  # enabled, in movie
-            struct.pack(">IIIII", 0, 0, 1, 0, movie_duration),
-            bytes(8),
-            struct.pack(">hhhH", 0, 0, 0, 0),
-            _MATRIX,
-            struct.pack(">II", width << 16, height << 16),
-        )
-        mdhd = _full_box(
-            b"mdhd", 0, 0, struct.pack(">IIIIHH", 0, 0, _TIMESCALE, media_duration, 0x55C4, 0)
-        )
-        hdlr = _full_box(b"hdlr", 0, 0, bytes(4), b"vide", bytes(12), b"VideoHandler\x00")
-        avcc = _box(
-            b"avcC",
-            bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]),
-            struct.pack(">H", len(sps)),
-            sps,
-            bytes([1]),
-            struct.pack(">H", len(pps)),
-            pps,
-        )
-        avc1 = _box(
-            b"avc1",
-            bytes(6),
-            struct.pack(">H", 1),  # data_reference_index
-            bytes(16),
-            struct.pack(">HHIIIH", width, height, 0x480000, 0x480000, 0, 1),
-            bytes([9]) + b"vidu-pipe".ljust(31, b"\x00"),
-            struct.pack(">Hh", 0x18, -1),
-            avcc,
-        )
-        stbl = _box(
-            b"stbl",
-            _full_box(b"stsd", 0, 0, struct.pack(">I", 1), avc1),
-            _full_box(
-                b"stts", 0, 0, struct.pack(">III", 1, len(samples), _TIMESCALE // FRAME_RATE)
-            ),
-            _full_box(b"stss", 0, 0, struct.pack(">II", 1, 1)),
-            _full_box(b"stsc", 0, 0, struct.pack(">IIII", 1, 1, len(samples), 1)),
-            _full_box(
-                b"stsz",
-                0,
-                0,
-                struct.pack(">II", 0, len(samples)),
-                b"".join(struct.pack(">I", len(s)) for s in samples),
-            ),
-            _full_box(b"stco", 0, 0, struct.pack(">II", 1, chunk_offset)),
-        )
-        dinf = _box(
-            b"dinf", _full_box(b"dref", 0, 0, struct.pack(">I", 1), _full_box(b"url ", 0, 1))
-        )
-        minf = _box(b"minf", _full_box(b"vmhd", 0, 1, bytes(8)), dinf, stbl)
-        trak = _box(b"trak", tkhd, _box(b"mdia", mdhd, hdlr, minf))
-        return _box(b"moov", mvhd, trak)
+        return path.read_bytes()
 
-    # The chunk offset does not change the size of moov, so measure once and rebuild.
-    offset = len(ftyp) + len(moov(0)) + 8
-    return ftyp + moov(offset) + _box(b"mdat", *samples)
+
+# --- 5x7 bitmap font ---------------------------------------------------------
+# Glyphs for ASCII 0x20..0x7E, 7 characters each: one per row, top to bottom.
+# Each character is a base-32 digit ("0".."V") whose 5 bits are the row's
+# pixels, most significant bit = leftmost pixel. (Original artwork; the
+# readable source lives in the prototype's _gen/glyphs.py.)
+_FONT = (
+    "00000004444404AA00000AAVAVAA4FKE5U4PP248JJCIK8LID440000024888428422248"
+    "04LEL40044V4400000C48000V00000000CC122488GEHJLPHE4C4444EEH1248VV2421HE"
+    "26AIV22VGU11HE68GUHHEV124888EHHEHHEEHHF12C0CC0CC00CC0C48248G84200V0V00"
+    "8421248EH12404EH1DLLEEHHVHHHUHHUHHUEHGGGHESIHHHISVGGUGGVVGGUGGGEHGNHHF"
+    "HHHVHHHE44444E72222ICHIKOKIHGGGGGGVHRLLHHHHHPLJHHEHHHHHEUHHUGGGEHHHLID"
+    "UHHUKIHFGGE11UV444444HHHHHHEHHHHHA4HHHLLLAHHA4AHHHHA4444V1248GVE88888E"
+    "G884221E22222E4AH0000000000V840000000E1FHFGGMPHHU00EGGHE11DJHHF00EHVGE"
+    "698S8880FHHF1EGGMPHHH40C444E20622ICGGIKOKIC44444E00QLLHH00MPHHH00EHHHE"
+    "00UHUGG00DJF1100MPGGG00EGE1U88S889600HHHJD00HHHA400HHLLA00HA4AH00HHF1E"
+    "00V248V244844244444448442448008L200"
+)
+_B32 = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
+_GLYPH_W, _GLYPH_H = 5, 7
+_CELL_W, _CELL_H = 6, 9  # one column / two rows of spacing
+_DESCENDERS = frozenset("gjpqy")  # drawn one font pixel lower, into the spacing
+
+
+def _glyph_runs() -> dict[str, list[list[tuple[int, int]]]]:
+    """Per character and glyph row: the runs ``(x0, x1)`` of set pixels."""
+    table: dict[str, list[list[tuple[int, int]]]] = {}
+    for i in range(95):
+        rows: list[list[tuple[int, int]]] = []
+        for r in range(_GLYPH_H):
+            bits = _B32.index(_FONT[i * 7 + r])
+            runs: list[tuple[int, int]] = []
+            x = 0
+            while x < _GLYPH_W:
+                if bits & (1 << (_GLYPH_W - 1 - x)):
+                    x0 = x
+                    while x < _GLYPH_W and bits & (1 << (_GLYPH_W - 1 - x)):
+                        x += 1
+                    runs.append((x0, x))
+                else:
+                    x += 1
+            rows.append(runs)
+        table[chr(0x20 + i)] = rows
+    return table
+
+
+_RUNS = _glyph_runs()
+
+
+def _ascii(text: str) -> str:
+    """Printable ASCII only; tabs/newlines become spaces, the rest ``?``."""
+    return "".join(c if " " <= c <= "~" else (" " if c.isspace() else "?") for c in text)
+
+
+class _Canvas:
+    """A yuv420p image in three bytearrays laid out with the frame's strides."""
+
+    def __init__(self, width: int, height: int, strides: tuple[int, int, int]) -> None:
+        self.w, self.h = width, height
+        self.sy, self.su, self.sv = strides
+        self.y = bytearray(self.sy * height)
+        self.u = bytearray(self.su * (height // 2))
+        self.v = bytearray(self.sv * (height // 2))
+
+    def fill(self, x0: int, y0: int, x1: int, y1: int, yuv: tuple[int, int, int] | int) -> None:
+        """Fill the rectangle [x0, x1) x [y0, y1), clipped; an int sets luma only."""
+        x0, x1 = max(0, x0), min(self.w, x1)
+        y0, y1 = max(0, y0), min(self.h, y1)
+        if x0 >= x1 or y0 >= y1:
+            return
+        luma = yuv if isinstance(yuv, int) else yuv[0]
+        row = bytes([luma]) * (x1 - x0)
+        for yy in range(y0, y1):
+            o = yy * self.sy
+            self.y[o + x0 : o + x1] = row
+        if isinstance(yuv, int):
+            return
+        cx0, cx1 = x0 // 2, (x1 + 1) // 2
+        urow, vrow = bytes([yuv[1]]) * (cx1 - cx0), bytes([yuv[2]]) * (cx1 - cx0)
+        for cy in range(y0 // 2, (y1 + 1) // 2):
+            self.u[cy * self.su + cx0 : cy * self.su + cx1] = urow
+            self.v[cy * self.sv + cx0 : cy * self.sv + cx1] = vrow
+
+    def text(self, x: int, y: int, s: str, scale: int, yuv: tuple[int, int, int] | int) -> None:
+        """Draw ``s`` with its top-left corner at (x, y), each font pixel ``scale`` px."""
+        for ch in _ascii(s):
+            top = y + scale if ch in _DESCENDERS else y
+            for r, runs in enumerate(_RUNS[ch]):
+                for a, b in runs:
+                    self.fill(
+                        x + a * scale, top + r * scale, x + b * scale, top + (r + 1) * scale, yuv
+                    )
+            x += _CELL_W * scale
+
+    def shadowed(self, x: int, y: int, s: str, scale: int) -> None:
+        """White text with a one-font-pixel dark drop shadow, readable on any colour."""
+        off = max(1, scale // 2)
+        self.text(x + off, y + off, s, scale, _BLACK)
+        self.text(x, y, s, scale, _WHITE)
+
+
+_WHITE = (235, 128, 128)  # limited-range BT.709 white / black / panel grey
+_BLACK = (16, 128, 128)
+_PANEL = (28, 128, 128)
+
+
+def _background(title: str) -> tuple[int, int, int]:
+    """A dark, saturated colour picked from a hash of the title (stable across runs)."""
+    hue = int.from_bytes(hashlib.sha256(title.encode()).digest()[:2], "big") / 65536.0
+    # HSV -> RGB with s=0.6, v=0.5, then RGB -> limited-range BT.709 YCbCr.
+    i, f = int(hue * 6) % 6, hue * 6 - int(hue * 6)
+    v, s = 0.5, 0.6
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    r, g, b = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
+    yf = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    cb = (b - yf) / 1.8556
+    cr = (r - yf) / 1.5748
+    return (round(16 + 219 * yf), round(128 + 224 * cb), round(128 + 224 * cr))
+
+
+def placeholder_mp4(
+    target: Path,
+    *,
+    title: str,
+    text: str,
+    seconds: float,
+    width: int,
+    height: int,
+    fps: int = FRAME_RATE,
+    crf: int = 30,
+) -> None:
+    """Write an H.264/yuv420p MP4 (faststart) of ``seconds`` to the file ``target``.
+
+    ``width`` and ``height`` must be even (yuv420p) and at least 64. The clip has
+    exactly ``round(seconds * fps)`` frames (at least one), timestamps 0, 1, 2... in
+    a 1/fps time base, and a key frame every second.
+    """
+    import av  # ~40 ms: only when a clip is made, never for `validate`
+
+    duration_s, subtitle = seconds, text
+    if width % 2 or height % 2 or width < 64 or height < 64:
+        raise ValueError(f"width and height must be even and >= 64, got {width}x{height}")
+    if fps <= 0 or duration_s <= 0:
+        raise ValueError("fps and duration_s must be positive")
+    n_frames = max(1, round(duration_s * fps))
+
+    # Strides come from a real frame: FFmpeg pads lines for SIMD alignment.
+    probe = av.VideoFrame(width, height, "yuv420p")
+    strides = (probe.planes[0].line_size, probe.planes[1].line_size, probe.planes[2].line_size)
+    cv = _Canvas(width, height, strides)
+
+    short = min(width, height)
+    bg = _background(title)
+    cv.fill(0, 0, width, height, bg)
+
+    # Bottom panel (neutral chroma): holds the counter, the progress bar and the
+    # moving square, which are then drawn in luma only, frame by frame.
+    small = max(1, short // 240)  # font pixel size for prompt and counter
+    bar_h = max(4, short // 60)
+    panel_h = _CELL_H * small + bar_h + 3 * bar_h
+    panel_y = height - panel_h
+    panel_y -= panel_y % 2
+    cv.fill(0, panel_y, width, height, _PANEL)
+
+    margin = max(8, width // 24)
+    cv.shadowed(margin, margin // 2, "SIMULATED PLACEHOLDER", small)
+
+    # Title: as big as fits on one line (cap ~1/9 of the short side per glyph row).
+    t = _ascii(title) or "?"
+    big = max(1, min(short // 80, (width - 2 * margin) // (_CELL_W * len(t))))
+    title_y = max(margin, height // 5)
+    cv.shadowed((width - _CELL_W * big * len(t)) // 2, title_y, t, big)
+
+    # Subtitle: word-wrapped prompt, centred, with an ellipsis if it overflows.
+    cols = max(8, (width - 2 * margin) // (_CELL_W * small))
+    top = title_y + _CELL_H * big + _CELL_H * small
+    max_lines = max(1, (panel_y - top - _CELL_H * small) // (_CELL_H * small))
+    lines = textwrap.wrap(_ascii(subtitle), cols) or [""]
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1][: cols - 3].rstrip() + "..."
+    for k, line in enumerate(lines):
+        cv.shadowed(
+            (width - _CELL_W * small * len(line)) // 2, top + k * _CELL_H * small, line, small
+        )
+
+    static_y = bytes(cv.y)
+    static_u, static_v = bytes(cv.u), bytes(cv.v)
+    text_y = panel_y + bar_h
+    bar_y = height - 2 * bar_h
+    sq = _CELL_H * small  # the moving square, as tall as the counter text
+    counter_w = _CELL_W * small * len(f"{n_frames:>4}/{n_frames}  {n_frames / fps:6.2f}s")
+    track_x0, track_x1 = margin + counter_w + margin, width - margin - sq
+
+    with av.open(
+        str(target), "w", format="mp4", container_options={"movflags": "+faststart"}
+    ) as out:
+        st = out.add_stream("libx264", rate=Fraction(fps))
+        st.width, st.height, st.pix_fmt = width, height, "yuv420p"
+        cc = st.codec_context
+        cc.time_base = Fraction(1, fps)
+        cc.gop_size = fps  # a key frame every second: cheap seeking, joins cut anywhere
+        # One thread: x264's output is then the same bytes on every machine.
+        cc.options = {"preset": "ultrafast", "tune": "stillimage", "crf": str(crf), "threads": "1"}
+        # BT.709 tags: what the YCbCr maths above used; browsers assume it for HD anyway.
+        cc.colorspace = cc.color_primaries = cc.color_trc = 1
+        for i in range(n_frames):
+            cv.y[:] = static_y
+            cv.text(margin, text_y, f"{i + 1:>4}/{n_frames}  {i / fps:6.2f}s", small, 235)
+            cv.fill(0, bar_y, (width * (i + 1)) // n_frames, bar_y + bar_h, 180)
+            # Square sweeping back and forth once per second.
+            phase = (i % fps) / fps
+            frac = 2 * phase if phase < 0.5 else 2 - 2 * phase
+            sx = track_x0 + round(frac * max(0, track_x1 - track_x0))
+            cv.fill(sx, text_y, sx + sq, text_y + sq, 235)
+            frame = av.VideoFrame(width, height, "yuv420p")
+            # The stub says `bytes`, the implementation takes any buffer (no copy needed).
+            frame.planes[0].update(cv.y)  # type: ignore[arg-type]
+            frame.planes[1].update(static_u)
+            frame.planes[2].update(static_v)
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            out.mux(st.encode(frame))
+        out.mux(st.encode(None))  # flush delayed frames

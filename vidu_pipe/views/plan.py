@@ -30,7 +30,8 @@ def _header(the_plan: Plan, manifest_path: Path) -> str:
 def _summary(the_plan: Plan) -> list[str]:
     lines = [
         f"{the_plan.count('create')} to create, {the_plan.count('resume')} to resume, "
-        f"{the_plan.count('skip')} up to date"
+        + (f"{the_plan.count('restore')} to restore, " if the_plan.count("restore") else "")
+        + f"{the_plan.count('skip')} up to date"
     ]
     billing = the_plan.billing()
     if billing:
@@ -94,7 +95,7 @@ def format_bodies(the_plan: Plan, manifest_path: Path) -> str:
             f"{step.action:<7} {shot.id:<{width}}  {shot.mode:<10} {shot.model:<14}"
             f" {shot.duration:>2}s  {step.reason}"
         )
-        if step.action != "skip":
+        if step.action not in ("skip", "restore"):  # a restore sends nothing
             body = json.dumps(shot.request, indent=2, ensure_ascii=False)
             out += ["    " + line for line in body.splitlines()]
     out.append("")
@@ -125,6 +126,7 @@ def plan_json(the_plan: Plan, manifest_path: Path) -> dict[str, Any]:
             "create": the_plan.count("create"),
             "resume": the_plan.count("resume"),
             "skip": the_plan.count("skip"),
+            "restore": the_plan.count("restore"),
             "billing": {m: {"tasks": t, "seconds": s} for m, (t, s) in billing.items()},
         },
     }

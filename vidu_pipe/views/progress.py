@@ -46,6 +46,7 @@ from vidu_pipe.events import (
     Progress,
     Queued,
     RateLimited,
+    Restored,
     Resumed,
     Retried,
     RunFinished,
@@ -196,7 +197,7 @@ class Tracker:
 
     def _feed(self, event: Event, now: float) -> None:
         if isinstance(event, RunStarted):
-            self.total = event.create + event.resume + event.skip
+            self.total = event.create + event.resume + event.skip + event.restore
             self.concurrency = max(1, event.concurrency)
             self.started = now
             return
@@ -381,6 +382,8 @@ def plain_line(event: Event) -> str | None:
         return f"{shot}: FAILED: {event.error}"
     if isinstance(event, Skipped):
         return f"{shot}: up to date"
+    if isinstance(event, Restored):
+        return f"{shot}: restored the video of {event.finished_at} ({event.source}; no create)"
     if isinstance(event, NotStarted):
         return f"{shot}: not started ({event.reason})"
     if isinstance(event, RateLimited):
