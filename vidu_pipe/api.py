@@ -16,7 +16,7 @@ import contextlib
 import functools
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
@@ -35,6 +35,7 @@ from vidu_pipe.storyboard.build import load
 from vidu_pipe.storyboard.model import Storyboard
 
 if TYPE_CHECKING:
+    from vidu_pipe.film.cut import CutFormat, CutResult
     from vidu_pipe.views.status import StatusReport
 
 _P = ParamSpec("_P")
@@ -402,6 +403,99 @@ def _forget_simulated(path: Path, existing: Manifest, board: Storyboard, *, adop
                     durable=False,
                 )
         store.compact()
+
+
+def cut(
+    storyboard: Storyboard | Path | str,
+    *,
+    output: Path | str | None = None,
+    fmt: CutFormat = "mp4",
+    only: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    manifest: Path | str | None = None,
+    cache_dir: Path | str | None = None,
+) -> CutResult:
+    """The chosen take of every selected shot, in storyboard order, as one MP4 (or a
+    timeline: ``fmt`` otio, edl, fcpxml) at ``output`` (default ``film.<fmt>``).
+
+    Videos not downloaded yet are fetched into the cache first. Raises
+    :class:`~vidu_pipe.film.cut.CutError` naming every shot whose video cannot be had
+    (nothing is written then), :class:`UsageError` for an output that is a folder, the
+    storyboard or its manifest.
+    """
+    from vidu_pipe.film.cut import acut
+
+    board = _storyboard(storyboard)
+    path = manifest_path_for(board, manifest)
+    target = Path(output if output is not None else f"film.{fmt}")
+    if not str(target).strip() or target.is_dir():
+        raise UsageError(f"-o {str(output)!r} must name a file, not a folder")
+    if target.exists() and target.resolve() in (board.path.resolve(), path.resolve()):
+        raise UsageError(f"-o {target} would overwrite the storyboard or its manifest")
+    found = load_manifest(path)
+    _check_manifest(found, path, board, simulate=False, explicit=manifest is not None)
+    return anyio.run(
+        functools.partial(
+            acut,
+            board,
+            found,
+            manifest_path=path,
+            output=target,
+            fmt=fmt,
+            only=only,
+            tags=tags,
+            cache_dir=Path(cache_dir) if cache_dir is not None else None,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What ``prune`` dropped (or, with ``dry_run``, would drop)."""
+
+    #: Manifest entries of shots no longer in the storyboard.
+    entries: tuple[str, ...]
+    #: Cached results (by fingerprint) of this storyboard that no shot renders any more.
+    results: tuple[str, ...]
+    #: Cached video files no remaining result names, with their sizes in bytes.
+    files: tuple[tuple[Path, int], ...]
+    dry_run: bool
+
+
+def prune(
+    storyboard: Storyboard | Path | str,
+    *,
+    manifest: Path | str | None = None,
+    dry_run: bool = False,
+    cache_dir: Path | str | None = None,
+) -> PruneResult:
+    """Drop the manifest entries of shots that left the storyboard, and the cached
+    results (and video files) that no shot of it renders any more.
+
+    A result that another storyboard of the same folder also made is kept for that one.
+    The manifest is rewritten under its lock; ``dry_run`` changes nothing.
+    """
+    from vidu_pipe.manifest.store import ManifestStore
+
+    board = _storyboard(storyboard)
+    path = manifest_path_for(board, manifest)
+    found = load_manifest(path)
+    _check_manifest(found, path, board, simulate=False, explicit=manifest is not None)
+    ids = set(board.ids)
+    orphans = [s for s in (found.entries if found is not None else {}) if s not in ids]
+    if orphans and not dry_run and found is not None:
+        with ManifestStore.open(
+            path,
+            storyboard=board.path.name,
+            base_url=found.base_url,
+            order=board.ids,
+            adopt=manifest is None,
+        ) as store:
+            store.remove(orphans)
+    results, files = _cache(board, cache_dir).prune(
+        board.path.name, {s.fingerprint for s in board.shots}, dry_run=dry_run
+    )
+    return PruneResult(tuple(orphans), tuple(r.fingerprint for r in results), tuple(files), dry_run)
 
 
 def _blocking(function: Callable[_P, Awaitable[_T]]) -> Callable[_P, _T]:

@@ -760,6 +760,151 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- the film: cut, pick, prune ---------------------------------------------------------
+
+
+def _add_cut(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = _command(
+        sub,
+        "cut",
+        _cmd_cut,
+        help="the chosen takes, in storyboard order, as one film or an editor's timeline",
+        description="Join the chosen take of every selected shot (its pick, else take 1) into "
+        "one MP4, without re-encoding when the clips share codec, size and frame rate; or "
+        "write the cut as a timeline. Videos not downloaded yet are fetched into the local "
+        "cache (.vidu-pipe/) first; a shot whose video cannot be had is named (exit 1).",
+        examples=[
+            "vidu-pipe run film.storyboard.yaml --simulate && vidu-pipe cut film.storyboard.yaml",
+            "vidu-pipe cut film.storyboard.yaml --format otio -o film.otio",
+        ],
+    )
+    _add_file(p)
+    _flag(
+        p,
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="the file to write (default: film.mp4, or film.otio / film.edl / film.fcpxml)",
+    )
+    _flag(
+        p,
+        "--format",
+        choices=["mp4", "otio", "edl", "fcpxml"],
+        default="mp4",
+        help="the film, or a timeline: otio, edl, fcpxml (edl and fcpxml need "
+        "pip install 'vidu-pipe[editors]') (default: mp4)",
+    )
+    _flag(
+        p,
+        "--only",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only shots whose id (or id before .takeN) matches this glob; repeatable; a take "
+        "named exactly is cut even when not picked (default: all shots)",
+    )
+    _flag(
+        p,
+        "--tag",
+        action="append",
+        default=[],
+        metavar="T",
+        help="only shots with this tag; repeatable (default: all shots)",
+    )
+    _add_manifest(p)
+
+
+def _cmd_cut(args: argparse.Namespace) -> int:
+    from vidu_pipe.api import cut
+
+    result = cut(
+        args.file,
+        output=args.output,
+        fmt=args.format,
+        only=args.only,
+        tags=args.tag,
+        manifest=args.manifest,
+    )
+    what = "film" if result.format == "mp4" else f"{result.format} timeline"
+    print(
+        f"{result.output}: {what} of {_count(len(result.shots), 'shot')}, "
+        f"{result.duration:.2f} s" + (f", {result.width}x{result.height}" if result.width else "")
+    )
+    if result.method == "remux":
+        print("joined without re-encoding (the clips share codec, size and frame rate)")
+    elif result.method == "reencode":
+        print(f"re-encoded to {result.width}x{result.height} (the first clip's format):")
+        for reason in result.reasons:
+            print(f"  {reason}")
+    return EXIT_OK
+
+
+def _add_pick(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = _command(
+        sub,
+        "pick",
+        _cmd_pick,
+        help="record take K as the chosen take of shot ID (pick: K in the storyboard)",
+        description="Write pick: K into the storyboard for shot ID, editing only that line: "
+        "comments, key order, quoting and line endings stay as they are. cut puts the chosen "
+        "take in the film; the report marks it.",
+        examples=["vidu-pipe pick film.storyboard.yaml closeup.take2"],
+    )
+    _add_file(p)
+    _flag(p, "take", metavar="ID.takeK", help="the take to choose, e.g. closeup.take2")
+
+
+def _cmd_pick(args: argparse.Namespace) -> int:
+    from vidu_pipe.film.pick import pick
+
+    done = pick(args.file, args.take)
+    was = f" (was {done.previous})" if done.previous is not None else ""
+    print(f"{done.path}:{done.line}: {done.shot}: pick: {done.take}{was}")
+    return EXIT_OK
+
+
+def _add_prune(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = _command(
+        sub,
+        "prune",
+        _cmd_prune,
+        help="drop manifest entries of removed shots and cached results no shot needs",
+        description="Drop the manifest entries of shots that left the storyboard, and the "
+        "results and videos in the local cache (.vidu-pipe/) that no shot of it renders any "
+        "more. A reverted prompt whose result was pruned is paid for again.",
+        examples=["vidu-pipe prune film.storyboard.yaml --dry-run"],
+    )
+    _add_file(p)
+    _flag(
+        p,
+        "--dry-run",
+        action="store_true",
+        help="list what would be dropped, change nothing (default: off)",
+    )
+    _add_manifest(p)
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from vidu_pipe.api import prune
+
+    done = prune(args.file, manifest=args.manifest, dry_run=args.dry_run)
+    verb = "would drop" if done.dry_run else "dropped"
+    for shot_id in done.entries:
+        print(f"manifest entry {shot_id} (no longer in the storyboard)")
+    for fp in done.results:
+        print(f"cached result {fp}")
+    size = sum(n for _, n in done.files)
+    for path, n in done.files:
+        print(f"cached video {path} ({n} bytes)")
+    print(
+        f"{verb} {len(done.entries)} manifest "
+        + ("entry" if len(done.entries) == 1 else "entries")
+        + f", {_count(len(done.results), 'cached result')}, "
+        f"{_count(len(done.files), 'video file')} ({size / 1e6:.1f} MB)"
+    )
+    return EXIT_OK
+
+
 #: The functions that add each command's parser, in the order ``--help`` lists them.
 _COMMANDS: list[Callable[[argparse._SubParsersAction[_Parser]], None]] = [
     _add_init,
@@ -770,4 +915,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction[_Parser]], None]] = [
     _add_report,
     _add_schema,
     _add_simulator,
+    _add_cut,
+    _add_pick,
+    _add_prune,
 ]

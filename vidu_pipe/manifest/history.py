@@ -322,13 +322,13 @@ class Cache:
 
     def prune(
         self, storyboard: str, needed: Iterable[str], *, dry_run: bool = False
-    ) -> tuple[list[Result], list[Path]]:
+    ) -> tuple[list[Result], list[tuple[Path, int]]]:
         """Forget the results of ``storyboard`` that no fingerprint in ``needed`` asks
         for, then the video files no remaining record names.
 
         A result that other storyboards of this folder also made stays (without this
-        storyboard's name). Returns the results dropped and the files deleted (or, with
-        ``dry_run``, that would be).
+        storyboard's name). Returns the results dropped and the files deleted with their
+        sizes (or, with ``dry_run``, what would be).
         """
         keep = set(needed)
         dropped: list[Result] = []
@@ -353,17 +353,18 @@ class Cache:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
         used = {r.video for r in remaining if r.video}
-        files: list[Path] = []
+        files: list[tuple[Path, int]] = []
         try:
             names = sorted(os.listdir(self.videos_dir))
         except OSError:
             names = []
         for name in names:
             if name.endswith(".mp4") and _HEX.match(name[:-4]) and name[:-4] not in used:
-                files.append(self.videos_dir / name)
-                if not dry_run:
-                    with contextlib.suppress(FileNotFoundError):
-                        (self.videos_dir / name).unlink()
+                path = self.videos_dir / name
+                with contextlib.suppress(FileNotFoundError):
+                    files.append((path, path.stat().st_size))
+                    if not dry_run:
+                        path.unlink()
         return dropped, files
 
 

@@ -899,6 +899,16 @@ class ManifestStore:
                         self.min_journal_bytes, self._manifest_size
                     )
 
+    def remove(self, shot_ids: Sequence[str]) -> None:
+        """Drop the entries of ``shot_ids`` (``vidu-pipe prune``) and rewrite the manifest
+        at once: the atomic rewrite is the only record, so a crash before it changes
+        nothing and one after it leaves the shorter manifest."""
+        with self._mutex:
+            self._check_open()
+            for shot_id in shot_ids:
+                self._entries.pop(shot_id, None)
+            self._compact()
+
     def compact(self) -> None:
         """Fold the journal into the manifest now: rewrite it atomically, empty the journal."""
         with self._mutex:

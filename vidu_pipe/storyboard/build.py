@@ -213,6 +213,19 @@ def _expand(
         return ("shots", index)
 
     takes = int(merged.get("takes", 1))
+    pick = raw.get("pick")
+    if pick is not None and int(pick) > takes:
+        out.add(
+            ("shots", index, "pick"),
+            f"pick {pick} is not a take of this shot: it has {takes} take"
+            + ("" if takes == 1 else "s"),
+            shot=source_id,
+            field="pick",
+            hint=f"pick one of the takes 1-{takes}, or remove pick:"
+            if takes > 1
+            else "pick chooses among takes: set takes: N first",
+        )
+        return []
     seed = _as_int(merged.get("seed"))  # 5.0 is an integer to JSON Schema; send 5
     result: list[Shot] = []
     for k in range(1, takes + 1):
@@ -237,6 +250,7 @@ def _expand(
                     request=shot[0],
                     fingerprint=fingerprint(shot[0]),
                     line=line,
+                    pick=int(pick) if pick is not None and take is not None else None,
                 )
             )
     return result

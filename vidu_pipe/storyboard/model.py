@@ -44,6 +44,15 @@ class Shot:
     request: Mapping[str, Any]
     fingerprint: str
     line: int
+    #: The chosen take of the shot this take belongs to, as written (``pick: K``);
+    #: None when not written (take 1 is then the chosen one) or without takes.
+    pick: int | None = None
+
+    @property
+    def chosen(self) -> bool:
+        """Whether ``cut`` puts this shot in the film: a shot without takes, or the
+        picked take (take 1 when none is picked)."""
+        return self.take is None or self.take == (self.pick or 1)
 
     @property
     def mode(self) -> Mode:
