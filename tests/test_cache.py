@@ -1,0 +1,273 @@
+"""The results cache: a request completed once is not paid for again (SPEC §4, §5).
+
+Through the CLI: edit a prompt, run, revert it, run → no create on the revert, the
+first video back; the same across two git branches; plan says "restore"; URLs past
+their 24-hour life and simulated results are not restored where they cannot play;
+prune forgets what no shot needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from vidu_pipe.cli import main
+from vidu_pipe.manifest.history import Cache
+from vidu_pipe.manifest.store import load_manifest
+from vidu_pipe.simulator import Simulator, SimulatorConfig, running_server
+from vidu_pipe.storyboard.schemas import MODELS
+
+pytestmark = pytest.mark.timeout(120)
+
+KEY = "sk-cache-test"
+
+
+def write_board(folder: Path, prompts: dict[str, str], name: str = "film") -> Path:
+    doc = {
+        "version": 1,
+        "defaults": {"model": "viduq3t-540p", "duration": 2},
+        "shots": [{"id": sid, "prompt": prompt} for sid, prompt in prompts.items()],
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, list[Any]]:
+    code = main(["run", *map(str, args), "--json", "--rate", "0", "--poll-interval", "0.05"])
+    out = capsys.readouterr().out
+    return code, [json.loads(line) for line in out.splitlines()]
+
+
+def kinds(events: list[Any], kind: str) -> list[str]:
+    return [e["shot"] for e in events if e["event"] == kind]
+
+
+@pytest.fixture
+def relay(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Simulator, str]]:
+    sim = Simulator(
+        SimulatorConfig(
+            key=KEY,
+            durations={m: (0.2, 0.2) for m in MODELS},
+            queue_seconds=(0.0, 0.0),
+            max_running=100,
+            seed=11,
+        )
+    )
+    monkeypatch.setenv("VIDU_API_KEY", KEY)
+    with running_server(sim) as url:
+        yield sim, url
+
+
+def test_revert_a_prompt_restores_the_first_video_without_a_create(
+    relay: tuple[Simulator, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim, url = relay
+    board = write_board(tmp_path, {"a": "A lighthouse at dusk", "b": "Waves"})
+    code, events = run_json(capsys, board, "--base-url", url)
+    assert code == 0 and sorted(kinds(events, "created")) == ["a", "b"]
+    first = load_manifest(tmp_path / "film.manifest.json")
+    assert first is not None
+    original = first.entries["a"]
+
+    write_board(tmp_path, {"a": "A lighthouse at dawn", "b": "Waves"})
+    code, events = run_json(capsys, board, "--base-url", url)
+    assert code == 0 and kinds(events, "created") == ["a"]
+    assert sim.stats().creates == 3
+
+    write_board(tmp_path, {"a": "A lighthouse at dusk", "b": "Waves"})  # reverted
+    assert main(["plan", str(board)]) == 0
+    plan = capsys.readouterr().out
+    assert "restore a " in plan and "completed before (its URL, still fresh" in plan
+    code, events = run_json(capsys, board, "--base-url", url)
+    assert code == 0
+    assert kinds(events, "created") == [] and sim.stats().creates == 3  # no create
+    assert kinds(events, "restored") == ["a"]
+    restored = next(e for e in events if e["event"] == "restored")
+    assert restored["source"] == "url" and restored["task_id"] == original.task_id
+    assert events[-1]["restored"] == 1 and events[-1]["exit_code"] == 0
+    back = load_manifest(tmp_path / "film.manifest.json")
+    assert back is not None
+    entry = back.entries["a"]
+    assert (entry.status, entry.task_id, entry.video_url, entry.fingerprint) == (
+        "completed",
+        original.task_id,
+        original.video_url,
+        original.fingerprint,
+    )
+    # The history lives beside the storyboard, not in the committed manifest.
+    assert "sha256:" not in json.dumps(back.to_json()["shots"]["b"]).replace(
+        back.entries["b"].fingerprint, ""
+    )
+    assert len(list((tmp_path / ".vidu-pipe" / "results").glob("*.json"))) == 3
+
+
+def test_an_expired_url_is_not_restored_and_force_creates(
+    relay: tuple[Simulator, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim, url = relay
+    board = write_board(tmp_path, {"a": "one"})
+    assert run_json(capsys, board, "--base-url", url)[0] == 0
+    write_board(tmp_path, {"a": "two"})
+    assert run_json(capsys, board, "--base-url", url)[0] == 0
+    write_board(tmp_path, {"a": "one"})
+    # Age the first result past the URL's 24-hour life: its video can no longer be had.
+    records = list((tmp_path / ".vidu-pipe" / "results").glob("*.json"))
+    old = (datetime.now(timezone.utc) - timedelta(hours=25)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for record in records:
+        data = json.loads(record.read_text())
+        data["finished_at"] = old
+        record.write_text(json.dumps(data))
+    assert main(["plan", str(board)]) == 0
+    assert "create  a " in capsys.readouterr().out
+    code, events = run_json(capsys, board, "--base-url", url)
+    assert code == 0 and kinds(events, "created") == ["a"] and sim.stats().creates == 3
+
+
+def test_force_creates_instead_of_restoring(
+    relay: tuple[Simulator, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim, url = relay
+    board = write_board(tmp_path, {"a": "one"})
+    run_json(capsys, board, "--base-url", url)
+    write_board(tmp_path, {"a": "two"})
+    run_json(capsys, board, "--base-url", url)
+    write_board(tmp_path, {"a": "one"})
+    code, events = run_json(capsys, board, "--base-url", url, "--force")
+    assert code == 0 and kinds(events, "created") == ["a"] and kinds(events, "restored") == []
+    assert sim.stats().creates == 3
+
+
+def test_simulated_revert_restores_the_placeholder_clip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    board = write_board(tmp_path, {"a": "one", "b": "two"})
+    code, events = run_json(capsys, board, "--simulate")
+    assert code == 0
+    cache = Cache.beside(board)
+    first = cache.video_for(load_manifest(tmp_path / "film.manifest.json").entries["a"].fingerprint)  # type: ignore[union-attr]
+    assert first is not None and first.stat().st_size > 1000
+    write_board(tmp_path, {"a": "uno", "b": "two"})
+    assert run_json(capsys, board, "--simulate")[0] == 0
+    write_board(tmp_path, {"a": "one", "b": "two"})
+    code, events = run_json(capsys, board, "--simulate")
+    assert code == 0 and kinds(events, "created") == [] and kinds(events, "restored") == ["a"]
+    assert next(e for e in events if e["event"] == "restored")["source"] == "cache"
+    # A real run never takes a simulated result: its URL never held a video.
+    assert main(["plan", str(board), "--manifest", str(tmp_path / "real.json")]) == 0
+    assert not re.search(r"^restore ", capsys.readouterr().out, re.M)
+
+
+def _git(repo: Path, *args: str) -> None:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, env=env)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_switching_git_branches_back_restores_without_a_create(
+    relay: tuple[Simulator, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim, url = relay
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    # As in this repository: the cache is never committed; here the manifest is not either,
+    # so the same manifest sees both branches.
+    (repo / ".gitignore").write_text(".vidu-pipe/\n*.manifest.json\n")
+    board = write_board(repo, {"a": "a harbour at night", "b": "gulls"})
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "storyboard")
+    _git(repo, "checkout", "-qb", "brighter")
+    write_board(repo, {"a": "a harbour at noon", "b": "gulls"})
+    _git(repo, "commit", "-qam", "brighter")
+
+    _git(repo, "checkout", "-q", "main")
+    assert run_json(capsys, board, "--base-url", url)[0] == 0
+    main_video = load_manifest(repo / "film.manifest.json").entries["a"].video_url  # type: ignore[union-attr]
+    _git(repo, "checkout", "-q", "brighter")
+    code, events = run_json(capsys, board, "--base-url", url)
+    assert code == 0 and kinds(events, "created") == ["a"]
+    _git(repo, "checkout", "-q", "main")
+    code, events = run_json(capsys, board, "--base-url", url)
+    assert code == 0 and kinds(events, "created") == [] and kinds(events, "restored") == ["a"]
+    assert load_manifest(repo / "film.manifest.json").entries["a"].video_url == main_video  # type: ignore[union-attr]
+    _git(repo, "checkout", "-q", "brighter")
+    code, events = run_json(capsys, board, "--base-url", url)
+    assert kinds(events, "created") == [] and kinds(events, "restored") == ["a"]
+    assert sim.stats().creates == 3
+
+
+def test_prune_drops_removed_shots_and_unneeded_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    board = write_board(tmp_path, {"a": "one", "b": "two", "gone": "three"})
+    assert run_json(capsys, board, "--simulate")[0] == 0
+    write_board(tmp_path, {"a": "uno", "b": "two"})  # a changed, gone removed
+    assert run_json(capsys, board, "--simulate")[0] == 0
+    manifest = tmp_path / "film.manifest.json"
+    before = manifest.read_text()
+    videos = tmp_path / ".vidu-pipe" / "videos"
+    assert len(list(videos.glob("*.mp4"))) == 4
+
+    assert main(["prune", str(board), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "manifest entry gone" in out
+    assert "would drop 1 manifest entry, 2 cached results, 2 video files" in out
+    assert manifest.read_text() == before and len(list(videos.glob("*.mp4"))) == 4
+
+    assert main(["prune", str(board)]) == 0
+    assert "dropped 1 manifest entry, 2 cached results, 2 video files" in capsys.readouterr().out
+    pruned = load_manifest(manifest)
+    assert pruned is not None and list(pruned.entries) == ["a", "b"]
+    assert len(list(videos.glob("*.mp4"))) == 2
+    # Pruned: going back to "one" pays again.
+    write_board(tmp_path, {"a": "one", "b": "two"})
+    code, events = run_json(capsys, board, "--simulate")
+    assert code == 0 and kinds(events, "created") == ["a"]
+
+
+def test_prune_keeps_results_another_storyboard_of_the_folder_needs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one = write_board(tmp_path, {"a": "shared"}, name="one")
+    two = write_board(tmp_path, {"b": "shared"}, name="two")
+    assert run_json(capsys, one, "--simulate")[0] == 0
+    code, events = run_json(capsys, two, "--simulate")
+    assert code == 0 and kinds(events, "restored") == ["b"]  # same request: no create
+    write_board(tmp_path, {"a": "other"}, name="one")
+    assert main(["prune", str(one)]) == 0
+    assert "0 cached results, 0 video files" in capsys.readouterr().out
+    assert main(["plan", str(two), "--simulate"]) == 0
+    assert "skip    b" in capsys.readouterr().out
+
+
+def test_a_cache_folder_that_is_a_symlink_is_never_written_through(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder = tmp_path / "board"
+    folder.mkdir()
+    (folder / ".vidu-pipe").symlink_to(elsewhere, target_is_directory=True)
+    board = write_board(folder, {"a": "one"})
+    code = main(["run", str(board), "--simulate", "--quiet"])
+    out = capsys.readouterr()
+    assert code == 0  # the cache is a convenience: the run itself succeeds
+    assert "the results cache was not written" in out.out and "symlink" in out.out
+    assert list(elsewhere.iterdir()) == []
