@@ -826,6 +826,8 @@ def _cmd_cut(args: argparse.Namespace) -> int:
         manifest=args.manifest,
     )
     what = "film" if result.format == "mp4" else f"{result.format} timeline"
+    if result.fetched:
+        print(f"fetched into the cache first: {', '.join(result.fetched)}")
     print(
         f"{result.output}: {what} of {_count(len(result.shots), 'shot')}, "
         f"{result.duration:.2f} s" + (f", {result.width}x{result.height}" if result.width else "")

@@ -19,6 +19,7 @@ written as a timeline (``timeline``). Blocking video work runs in a worker threa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -296,10 +297,12 @@ async def acut(
     missing = [f"shot '{v.shot.id}': {v.problem}" for v in videos if v.problem]
     if missing:
         raise CutError(_listing(board, missing))
+    fetched = tuple(v.shot.id for v in videos if v.path is None)
     videos, failed = await _fetch(videos, cache, board.path.name, transport)
     if failed:
         raise CutError(_listing(board, failed))
-    return await anyio.to_thread.run_sync(_write, fmt, board, videos, output)
+    result = await anyio.to_thread.run_sync(_write, fmt, board, videos, output)
+    return dataclasses.replace(result, fetched=fetched)
 
 
 def _named(reason: str, names: dict[str, str]) -> str:

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import opentimelineio as otio
 
-from vidu_pipe.errors import ViduPipeError
+from vidu_pipe.errors import ConfigError, ViduPipeError
 from vidu_pipe.film.join import ClipInfo, probe
 
 __all__ = [
@@ -126,15 +126,15 @@ def _format_of(path: str | Path, fmt: Format | None) -> Format:
 def _adapter(fmt: Format) -> str:
     adapter, package = _ADAPTERS[fmt]
     if adapter not in otio.adapters.available_adapter_names():
-        raise TimelineError(
-            f"writing {fmt} needs OpenTimelineIO's {package} adapter: "
+        raise ConfigError(
+            f"--format {fmt} needs OpenTimelineIO's {package} adapter: "
             "pip install 'vidu-pipe[editors]'"
         )
     return adapter
 
 
 def check_adapter(fmt: Format) -> None:
-    """Raise :class:`TimelineError` (saying what to install) when ``fmt`` cannot be written."""
+    """Raise :class:`ConfigError` (saying what to install) when ``fmt`` cannot be written."""
     _adapter(fmt)
 
 
