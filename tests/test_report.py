@@ -190,14 +190,19 @@ def test_summary_counts_seconds_and_models(page: str) -> None:
 
 def test_user_text_is_escaped(page: str) -> None:
     assert "<script" not in page
-    assert "&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt; &amp; &quot;quotes&quot;" in page
+    # Jinja's autoescape (markupsafe) writes a double quote as &#34;.
+    assert "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt; &amp; &#34;quotes&#34;" in page
     assert "&lt;b&gt;(code 4003)&lt;/b&gt;" in page
     assert "<b>(code" not in page
 
 
 def test_self_contained(page: str) -> None:
     tags = set(_parse(page).tags)
-    assert not tags & {"script", "link", "iframe", "img", "object", "embed"}
+    assert not tags & {"script", "link", "iframe", "object", "embed"}
+    # Input images are thumbnails: <img> of the shots' own http(s) URLs, loaded lazily.
+    images = re.findall(r"<img [^>]*>", page)
+    assert images and all('loading="lazy"' in i for i in images)
+    assert all(re.search(r'src="https://cdn\.example\.com/', i) for i in images)
     style = page[page.index("<style>") : page.index("</style>")]
     assert "url(" not in style
     assert "@import" not in style
@@ -266,9 +271,22 @@ def test_manifest_option_and_simulated_label(
     assert f"{out}: contact sheet of 10 shots" in capsys.readouterr().out
     text = out.read_text("utf-8")
     assert '<span class="flag">simulated</span>' in text
-    assert "simulated run: its URL holds no video" in text
-    # The videos on disk sit beside the scenario's manifest, not beside this one.
-    assert _parse(text).videos == []
+    # The --download files sit beside the scenario's manifest, not beside this one; the
+    # clips the simulated run made are in the results cache beside the storyboard.
+    videos = _parse(text).videos
+    assert videos and all("/.vidu-pipe/videos/" in v for v in videos)
+    assert not any(v.startswith("http") for v in videos)
+    # Without the cache: nothing to play, and the card says why.
+    board = vidu_pipe.load(scenario.board)
+    bare = render_report(
+        board,
+        load_manifest(other),
+        manifest_path=other,
+        output=out,
+        cache_dir=tmp_path / "no-cache",
+    )
+    assert "simulated run: its URL holds no video" in bare
+    assert _parse(bare).videos == []
 
 
 def test_invalid_storyboard_exits_2_with_the_usual_problems(
@@ -346,3 +364,111 @@ def test_rendered_in_chromium(
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / "report.png")
         shutil.copy(scenario.out, Path(keep) / "report.html")
+
+
+# --- a simulated run's report plays its placeholder clips --------------------------------
+
+HARBOUR = """\
+version: 1
+name: harbour
+defaults: {model: viduq3t-540p, duration: 2}
+assets:
+  quay: https://cdn.example.com/quay.png
+shots:
+  - id: open
+    prompt: A harbour at dawn, mist over the water
+    duration: 3
+  - id: gulls
+    prompt: Gulls circling the lighthouse
+    takes: 3
+    pick: 2
+  - id: boat
+    image: quay
+    prompt: A small boat leaves the quay
+    duration: 4
+"""
+
+# Injected into a copy of the report (the report itself has no script): once every
+# <video> has loaded its metadata, each gets data-loaded (its duration, or "error"), and
+# the body gets the cards' boxes as laid out.
+PROBE = """<script>
+(function () {
+  const videos = [...document.querySelectorAll("video")];
+  let left = videos.length;
+  const boxes = {};
+  document.querySelectorAll("article").forEach((a) => {
+    const b = a.getBoundingClientRect();
+    boxes[a.dataset.shot] = [Math.round(b.left), Math.round(b.top)];
+  });
+  document.body.setAttribute("data-boxes", JSON.stringify(boxes));
+  const settle = (v, value) => {
+    v.setAttribute("data-loaded", value);
+    if (--left === 0) document.body.setAttribute("data-probe", "done");
+  };
+  videos.forEach((v) => {
+    v.addEventListener("loadedmetadata", () => settle(v, String(v.duration)));
+    v.addEventListener("error", () => settle(v, "error"));
+    v.load();
+  });
+})();
+</script>"""
+
+
+def test_a_simulated_run_plays_in_chromium_with_takes_side_by_side(
+    tmp_path: Path, chromium: list[str]
+) -> None:
+    board = tmp_path / "harbour.yaml"
+    board.write_text(HARBOUR, encoding="utf-8")
+    assert main(["run", str(board), "--simulate", "--quiet", "--rate", "0"]) == 0
+    out = tmp_path / "out" / "report.html"
+    assert main(["report", str(board), "-o", str(out)]) == 0
+    page = out.read_text("utf-8")
+    assert '<img src="https://cdn.example.com/quay.png" loading="lazy"' in page
+    probe = out.with_name("probe.html")
+    probe.write_text(page.replace("</body>", PROBE + "</body>"), "utf-8")
+    dom = _browse(
+        [
+            *chromium,
+            "--virtual-time-budget=15000",
+            "--window-size=1280,1600",
+            "--dump-dom",
+            probe.as_uri(),
+        ]
+    ).stdout
+    assert 'data-probe="done"' in dom
+    durations = dict(
+        re.findall(r'<article[^>]*data-shot="([^"]+)"[^>]*>.*?data-loaded="([^"]+)"', dom, re.S)
+    )
+    assert durations == {
+        "open": "3",
+        "gulls.take1": "2",
+        "gulls.take2": "2",
+        "gulls.take3": "2",
+        "boat": "4",
+    }
+    boxes = json.loads(
+        re.search(r'data-boxes="([^"]+)"', dom).group(1).replace("&quot;", '"')  # type: ignore[union-attr]
+    )
+    takes = [boxes[f"gulls.take{k}"] for k in (1, 2, 3)]
+    assert len({top for _, top in takes}) == 1  # one row
+    assert takes[0][0] < takes[1][0] < takes[2][0]  # side by side, in order
+    assert boxes["boat"][1] > takes[0][1]
+    chosen = re.findall(r'data-shot="(gulls\.take\d)"[^>]*data-chosen="true"', dom)
+    assert chosen == ["gulls.take2"]
+    assert dom.count("★ picked") == 1
+
+    shot = tmp_path / "harbour.png"
+    _browse(
+        [
+            *chromium,
+            f"--screenshot={shot}",
+            "--window-size=1280,1900",
+            "--virtual-time-budget=5000",
+            out.as_uri(),
+        ]
+    )
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    keep = os.environ.get("VIDU_PIPE_ARTIFACTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / "harbour.png")

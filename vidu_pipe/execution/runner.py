@@ -305,10 +305,12 @@ class _Run:
                 await self._restore(step)
                 return
             url = await self._task(step)
-            if url is not None:
-                await self._keep(shot)
+            made = await self._keep(shot) if url is not None else None
             if url is not None and self.options.download_dir is not None:
-                await self._download(shot, url)
+                if made is not None:  # a simulated run: its own clip, not the relay's sample
+                    await self._copy_download(shot, made)
+                else:
+                    await self._download(shot, url)
         except ViduPipeError as exc:  # a refused key, an unreachable relay, a full disk
             self._stop_all(exc)
         except Exception as exc:  # a bug: stop cleanly, say what, keep what is on disk
@@ -604,11 +606,12 @@ class _Run:
         elif result.video_url:
             await self._download(shot, result.video_url)
 
-    async def _keep(self, shot: Shot) -> None:
-        """Record a completed request in the cache; in a simulated run, make its clip."""
+    async def _keep(self, shot: Shot) -> Path | None:
+        """Record a completed request in the cache; in a simulated run, make its clip
+        (returned: the file in the cache)."""
         entry = self.store.get(shot.id)
         if self.options.cache is None or entry is None:
-            return
+            return None
         result = Result(
             fingerprint=shot.fingerprint,
             base_url=self.client.base_url,
@@ -623,6 +626,7 @@ class _Run:
                 made, lambda: _make_placeholder(cache, make, shot, made)
             )
         await self._remember(shot, result)
+        return self.options.cache.video_of(result) if make is not None else None
 
     async def _remember(self, shot: Shot, result: Result) -> None:
         cache = self.options.cache

@@ -113,7 +113,12 @@ def locate(
             if saved.is_file() and saved.stat().st_size == entry.download.size:
                 return Video(shot, path=saved)
     record = cache.get(shot.fingerprint)
-    cached = cache.video_of(record)
+    # A simulated placeholder never stands in for a real video (nor the other way).
+    cached = (
+        cache.video_of(record)
+        if record is not None and (manifest is None or record.simulated == simulated)
+        else None
+    )
     if cached is not None:
         return Video(shot, path=cached)
     if (

@@ -128,9 +128,18 @@ class Result:
         return cls(fp, base, video=video, size=size, storyboards=tuple(boards), **text)
 
     def merged(self, newer: Result) -> Result:
-        """``newer`` over this record: a known video file and storyboards are kept."""
-        video, size = (newer.video, newer.size) if newer.video else (self.video, self.size)
+        """``newer`` over this record: a known video file and storyboards are kept.
+
+        A real result is never replaced by a simulated one of the same request, and a
+        video file only carries over between results of the same relay (a simulated
+        placeholder never becomes the video of a real task)."""
         boards = tuple(sorted({*self.storyboards, *newer.storyboards}))
+        if newer.simulated and not self.simulated:
+            return replace(self, storyboards=boards)
+        if newer.video or self.base_url != newer.base_url:
+            video, size = newer.video, newer.size
+        else:
+            video, size = self.video, self.size
         return replace(newer, video=video, size=size, storyboards=boards)
 
 

@@ -282,7 +282,9 @@ def placeholder_mp4(
     cv.fill(0, panel_y, width, height, _PANEL)
 
     margin = max(8, width // 24)
-    cv.shadowed(margin, margin // 2, "SIMULATED PLACEHOLDER", small)
+    # Centred: players and the report put their own labels in the top corners.
+    label = "SIMULATED PLACEHOLDER"
+    cv.shadowed((width - _CELL_W * small * len(label)) // 2, margin // 2, label, small)
 
     # Title: as big as fits on one line (cap ~1/9 of the short side per glyph row).
     t = _ascii(title) or "?"
