@@ -45,7 +45,7 @@ def test_pick_inserts_one_line_after_takes_and_changes_nothing_else(
     board: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["pick", str(board), "closeup.take2"]) == 0
-    assert f"{board}:8: closeup: pick: 2" in capsys.readouterr().out
+    assert f"{board}:9: closeup: pick: 2" in capsys.readouterr().out
     expected = BOARD.replace("    takes: 3\n", "    takes: 3\n    pick: 2\n")
     assert board.read_text(encoding="utf-8") == expected
     assert chosen(board) == ["opening", "closeup.take2", "flow.take1", "later"]

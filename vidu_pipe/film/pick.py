@@ -115,6 +115,7 @@ def pick(path: Path | str, take_id: str) -> Picked:
                 lines[line - 1] = here + ending
             # Right after the key's line: the value is one scalar on that line.
             lines.insert(line, " " * (col - 1) + f"pick: {k}" + ending)
+            line += 1
     new_text = "".join(lines)
     check = build_storyboard(parse_yaml(new_text, str(file)), file)
     if not any(s.source_id == wanted and s.pick == k for s in check.shots):
