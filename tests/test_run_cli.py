@@ -388,9 +388,14 @@ def test_the_key_never_appears_in_output_manifest_or_journal(tmp_path: Path) -> 
         sim.inject("create", status=429, retry_after=10.0)
         sim.inject("create", status=502)
         sim.inject("query", drop="after")
-        for flags in (["--json"], []):
+        for i, flags in enumerate((["--json"], [])):
             manifest = tmp_path / f"m{len(texts)}.json"
-            done = run(path, url, "--manifest", manifest, *flags, key=CANARY)
+            # Each run its own folder, so its own results cache: a shared one would restore
+            # the first run's videos instead of meeting the quota and the rate limit again.
+            folder = tmp_path / f"run{i}"
+            folder.mkdir()
+            board = write_board(folder, shots(8))
+            done = run(board, url, "--manifest", manifest, *flags, key=CANARY)
             assert done.returncode in (1, 3), done.stderr
             collect(done, manifest)
     refusals = sim.stats().refusals
