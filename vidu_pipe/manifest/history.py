@@ -241,8 +241,13 @@ class Cache:
         wanted = set(fingerprints)
         known: dict[str, Result] = {r.fingerprint: r for r in extra if r.fingerprint in wanted}
         out: dict[str, Restorable] = {}
+        try:  # one listing instead of a failed open per shot (a 10,000-shot plan)
+            present = set(os.listdir(self.results_dir))
+        except OSError:
+            present = set()
         for fp in wanted:
-            cached = self.get(fp)
+            path = self._record_path(fp)
+            cached = self.get(fp) if path is not None and path.name in present else None
             candidates = [r for r in (cached, known.get(fp)) if r is not None]
             for result in candidates:
                 if result.simulated != simulated:
