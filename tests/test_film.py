@@ -112,6 +112,9 @@ def test_pick_changes_the_take_in_the_cut(tmp_path: Path) -> None:
     film = tmp_path / "film.mp4"
     assert main(["cut", str(board), "-o", str(film), "--only", "gulls"]) == 0
     assert packets(film) == packets(clip_of(board, "gulls.take1"))
+    # A take named exactly is cut even when it is not the pick.
+    assert main(["cut", str(board), "-o", str(film), "--only", "gulls.take2"]) == 0
+    assert packets(film) == packets(clip_of(board, "gulls.take2"))
 
 
 def test_mixed_sizes_are_reencoded_to_the_first_clip_and_said(

@@ -155,7 +155,8 @@ def _why_not(
 
 
 def _chosen(board: Storyboard, only: Sequence[str], tags: Sequence[str]) -> list[Shot]:
-    shots = [shot for shot in select(board, only, tags) if shot.chosen]
+    # A take named exactly (--only closeup.take3) is cut even when it is not the pick.
+    shots = [shot for shot in select(board, only, tags) if shot.chosen or shot.id in only]
     if not shots:
         raise UsageError(
             "the selected shots are takes that are not chosen: pick one with "
