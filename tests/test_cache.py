@@ -271,3 +271,23 @@ def test_a_cache_folder_that_is_a_symlink_is_never_written_through(
     assert code == 0  # the cache is a convenience: the run itself succeeds
     assert "the results cache was not written" in out.out and "symlink" in out.out
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_simulated_result_never_replaces_or_lends_its_clip_to_a_real_one(tmp_path: Path) -> None:
+    from vidu_pipe.constants import SIMULATOR_BASE_URL
+    from vidu_pipe.manifest.history import Result
+
+    cache = Cache(tmp_path / ".vidu-pipe")
+    fp = "sha256:" + "ab" * 32
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"placeholder")
+    kept = cache.add_video(clip)
+    cache.remember(Result(fp, SIMULATOR_BASE_URL, task_id="sim", video=kept.video, size=kept.size))
+    # A real run completes the same request later: its result must not point at the clip.
+    real = cache.remember(Result(fp, "https://relay.example", task_id="real", video_url="u"))
+    assert (real.task_id, real.video) == ("real", None)
+    assert cache.video_for(fp) is None
+    # ... and a later simulated run of it does not overwrite the real result.
+    cache.remember(Result(fp, SIMULATOR_BASE_URL, task_id="sim2", video=kept.video))
+    found = cache.get(fp)
+    assert found is not None and found.task_id == "real" and not found.simulated
