@@ -51,6 +51,12 @@ def test_pick_inserts_one_line_after_takes_and_changes_nothing_else(
     assert chosen(board) == ["opening", "closeup.take2", "flow.take1", "later"]
 
 
+def test_dry_run_writes_nothing(board: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["pick", str(board), "closeup.take2", "--dry-run"]) == 0
+    assert f"{board}:9: closeup: pick: 2 (dry run: not written)" in capsys.readouterr().out
+    assert board.read_text(encoding="utf-8") == BOARD
+
+
 def test_pick_replaces_an_existing_pick_in_place(
     board: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -854,14 +854,21 @@ def _add_pick(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     _add_file(p)
     _flag(p, "take", metavar="ID.takeK", help="the take to choose, e.g. closeup.take2")
+    _flag(
+        p,
+        "--dry-run",
+        action="store_true",
+        help="say which line would change, write nothing (default: off)",
+    )
 
 
 def _cmd_pick(args: argparse.Namespace) -> int:
     from vidu_pipe.film.pick import pick
 
-    done = pick(args.file, args.take)
+    done = pick(args.file, args.take, dry_run=args.dry_run)
     was = f" (was {done.previous})" if done.previous is not None else ""
-    print(f"{done.path}:{done.line}: {done.shot}: pick: {done.take}{was}")
+    would = " (dry run: not written)" if args.dry_run else ""
+    print(f"{done.path}:{done.line}: {done.shot}: pick: {done.take}{was}{would}")
     return EXIT_OK
 
 

@@ -39,8 +39,9 @@ class Picked:
     line: int
 
 
-def pick(path: Path | str, take_id: str) -> Picked:
-    """Record take K as the chosen take of shot ID (``ID.takeK``) in the storyboard file.
+def pick(path: Path | str, take_id: str, *, dry_run: bool = False) -> Picked:
+    """Record take K as the chosen take of shot ID (``ID.takeK``) in the storyboard file
+    (``dry_run``: check and locate everything, write nothing).
 
     Raises :class:`UsageError` for an id that names no take of the storyboard (with a
     suggestion), and :class:`StoryboardError` when the storyboard is invalid.
@@ -120,7 +121,8 @@ def pick(path: Path | str, take_id: str) -> Picked:
     check = build_storyboard(parse_yaml(new_text, str(file)), file)
     if not any(s.source_id == wanted and s.pick == k for s in check.shots):
         raise UsageError(f"{file}: could not write pick: {k} for shot '{wanted}' safely")
-    _replace(file, (b"\xef\xbb\xbf" if bom else b"") + new_text.encode("utf-8"))
+    if not dry_run:
+        _replace(file, (b"\xef\xbb\xbf" if bom else b"") + new_text.encode("utf-8"))
     return Picked(file, wanted, k, previous if isinstance(previous, int) else None, line)
 
 
