@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vidu_pipe.errors import UsageError
+from vidu_pipe.failures import failure_advice
 from vidu_pipe.manifest.store import Manifest, ManifestEntry
 from vidu_pipe.storyboard.model import Shot, Storyboard
 
@@ -136,7 +137,8 @@ def decide(
             return Step(shot, "create", "forced", entry)
         return Step(shot, "skip", "up to date", entry)
     if entry.status == "failed":
-        return Step(shot, "create", "failed", entry)
+        advice = failure_advice(entry.error) if same else None
+        return Step(shot, "create", f"failed: {advice}" if advice else "failed", entry)
     return Step(shot, "create", entry.status, entry)
 
 

@@ -29,6 +29,7 @@ from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from vidu_pipe.errors import ApiError
+from vidu_pipe.failures import FailureKind, failure_advice, failure_kind
 
 __all__ = [
     "MAX_DEPTH",
@@ -423,44 +424,3 @@ def is_relay_error_body(data: Mapping[str, Any]) -> bool:
     if isinstance(error, Mapping):
         return isinstance(error.get("message"), str)
     return all(key in data for key in ("code", "message", "data")) and data["data"] is None
-
-
-# ---------------------------------------------------------------------------------------------
-# What a failure means
-
-FailureKind = Literal["transient", "content", "other"]
-
-# A failure the relay itself calls passing: created again once (a failed task is refunded).
-_TRANSIENT: Final = re.compile(
-    r"please retry|try again|retry later|temporar|upstream (?:error|returned)|"
-    r"systemthrottling|too many requests|overloaded|busy|timed? ?out|internal error|任务超时",
-    re.IGNORECASE,
-)
-# Content review: the same request will most likely fail again.
-_CONTENT: Final = re.compile(
-    r"content review|content policy|policyviolation|policy violation|moderation|sensitive|"
-    r"not pass|violat|prohibited|unsafe|nsfw|审核|违规",
-    re.IGNORECASE,
-)
-
-
-def failure_kind(reason: str | None) -> FailureKind:
-    """``content`` for a content-review refusal (checked first: it is never transient),
-    ``transient`` for a failure the relay says may pass on a retry, else ``other``."""
-    if not reason:
-        return "other"
-    if _CONTENT.search(reason):
-        return "content"
-    if _TRANSIENT.search(reason):
-        return "transient"
-    return "other"
-
-
-def failure_advice(reason: str | None) -> str | None:
-    """What to tell a person about a failure before they pay for the same request again."""
-    if failure_kind(reason) == "content":
-        return (
-            "the relay refused this request in content review; the same request is likely to "
-            "fail again: change the prompt (or the input images) before running it again"
-        )
-    return None
