@@ -789,7 +789,7 @@ async def test_download_saves_mp4s_and_a_rerun_fetches_only_missing_or_corrupt(
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     "settings",
-    [{"dialect": "new-api"}, {"primary_query_404": True}, {"queue_seconds": (1.0, 30.0)}],
+    [{"profile": "new-api"}, {"primary_query_404": True}, {"queue_seconds": (1.0, 30.0)}],
     ids=["new-api", "alias-route", "queued"],
 )
 async def test_other_relay_shapes_run_to_completion(

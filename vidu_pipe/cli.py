@@ -676,10 +676,11 @@ def _add_simulator(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     _flag(
         p,
-        "--dialect",
-        choices=["seed", "new-api"],
+        "--profile",
+        choices=["seed", "new-api", "new-api-legacy", "vidu"],
         default="seed",
-        help="answer as the endpoint document (seed) or as a new-api relay (default: seed)",
+        help="which kind of relay to answer as: the endpoint document (seed), new-api, "
+        "new-api before 2026-02 (new-api-legacy) or Vidu's own words (vidu) (default: seed)",
     )
     _flag(p, "--key", metavar="K", help="the only bearer key accepted (default: any key)")
     _flag(
@@ -712,7 +713,7 @@ def _cmd_simulator(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         # A fresh seed unless told: task ids of two simulator runs must not collide.
         seed=args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big"),
-        dialect=args.dialect,
+        profile=args.profile,
         fail_rate=args.fail_rate,
         rate_limit_per_minute=args.rate_limit,
         quota=args.quota,

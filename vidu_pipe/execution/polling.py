@@ -77,6 +77,8 @@ _QUEUED_CAP = 6
 #: Growth of the waits when nothing is known: each query at this multiple of the last one's age.
 _RATIO: Final = 1.3
 _LOG_RATIO: Final = math.log(_RATIO)
+#: The grid point from which steps grow 1.3x: where 30% of the age first reaches an interval.
+_KNEE: Final = math.ceil(1.0 / (_RATIO - 1.0)) - 1
 
 ProgressKind = Literal["none", "moving", "fixed", "backwards", "misleading"]
 
@@ -212,6 +214,7 @@ class PollSchedule:
     _last_query: float | None = None
     _recent: deque[float] = field(default_factory=deque)
     _woken: bool = False
+    _told_finish: tuple[float, float] | None = None
     _half_looked: bool = False
 
     # --- what the relay said ----------------------------------------------------------
@@ -243,6 +246,16 @@ class PollSchedule:
         if not samples or progress > samples[-1][1]:
             samples.append((now, progress))
         self._samples = samples[-2:]
+        found = self._estimate() if len(self._samples) >= 2 else None
+        if found is not None:
+            finish, uncertainty = found
+            told = self._told_finish
+            slack = max(0.2 * (finish - self.started), 2 * self.interval)
+            if told is not None and finish > told[0] + told[1] + slack:
+                # Each reading puts the end further away than the last one allowed: progress
+                # that slows down as it is watched says nothing about the end.
+                self._untrusted = "misleading"
+            self._told_finish = (finish, uncertainty)
 
     def _check_progress(self, now: float, progress: int) -> None:
         """Stop trusting progress that goes backwards, or stands where it should have moved."""
@@ -328,6 +341,10 @@ class PollSchedule:
         """(expected finish, its uncertainty) from progress that can be trusted, if any."""
         if self._untrusted is not None:
             return None
+        if self.pace is not None and len(self._samples or ()) < 2:
+            # One reading says little (new-api's fixed 30% looks like one); the pace learned
+            # says more until progress has been seen to move.
+            return None
         return self._estimate()
 
     def _length(self) -> float:
@@ -369,14 +386,30 @@ class PollSchedule:
             return min(doubled, age, _QUEUED_CAP * self.interval)
         return self._geometric(now)
 
+    def _grid(self, x: float) -> float:
+        """The age of point ``x`` of the grid every task of a kind shares: one interval apart
+        while that is more than 30% of the age, then 1.3x apart. Task *j* of a kind queries
+        at ``x = k + offset``, so the tasks' queries interleave at every age."""
+        if x <= _KNEE:
+            return self.interval * (1.0 + x)
+        return self.interval * (1.0 + _KNEE) * math.exp(min(x - _KNEE, 2000.0) * _LOG_RATIO)
+
+    def _grid_index(self, age: float) -> float:
+        knee = self.interval * (1.0 + _KNEE)
+        if age <= knee:
+            return age / self.interval - 1.0
+        return _KNEE + math.log(age / knee) / _LOG_RATIO
+
     def _geometric(self, now: float, *, first: bool = False) -> float:
-        """Each query at 1.3x the age of the one before (at least one interval later, at most
-        doubling the age). The first is shifted by this task's ``offset`` (a fraction of one
-        step), and the multiplication keeps the shift: tasks of a kind interleave."""
-        if first:
-            return self.interval * math.exp(self.offset * _LOG_RATIO)
+        """To this task's next point on the kind's grid (see :meth:`_grid`): each query at
+        about 1.3x the age of the one before, at least one interval later, never more than
+        doubling the age."""
         age = max(now - self.started, 0.0)
-        return max(min((_RATIO - 1.0) * age, age), self.interval)
+        if first:
+            return self._grid(self.offset)
+        k = math.ceil(self._grid_index(age + 0.5 * self.interval) - self.offset)
+        target = self._grid(k + self.offset)
+        return max(min(target - age, max(age, self.interval)), self.interval)
 
     def _by_pace(self, now: float) -> float | None:
         """Aim at the learned pace; None once the task is past the slowest known."""
@@ -386,8 +419,11 @@ class PollSchedule:
         step = max(0.02 * typical, min(self.interval / 5, 0.05 * typical), MIN_GAP)
         start = 0.97 * fastest
         end = 1.03 * slowest + step
+        if age >= 2.0 * slowest + self.interval:
+            return None  # far slower than ever seen: something else is going on
         if age >= end:
-            return None
+            # Slower than any seen so far: keep looking, less often the further past.
+            return max(step, 0.2 * (age - start))
         if age < start:
             half = 0.5 * typical
             if not self._half_looked and age < half - self.interval and typical > 8 * self.interval:
@@ -544,13 +580,19 @@ class Pacer:
         offset = self.book.join(kind)
         return PollSchedule(interval, started=started, offset=offset, pace=self.book.expected(kind))
 
-    async def sleep(self, kind: str, schedule: PollSchedule, seconds: float) -> None:
-        """Sleep ``seconds`` of run time, or less when a task of ``kind`` finishes meanwhile
-        (then ``schedule`` takes the pace learned and looks again soon)."""
-        event = self._events.setdefault(kind, anyio.Event())
-        with anyio.move_on_after(max(0.0, seconds) * self.clock.scale):
-            await event.wait()
-            schedule.wake(self.book.expected(kind))
+    async def sleep(self, kind: str, schedule: PollSchedule, until: float) -> None:
+        """Sleep until run time ``until``, or less when a task of ``kind`` finishes meanwhile
+        and ``schedule``, given the pace learned, wants to look sooner."""
+        while True:
+            remaining = until - self.clock.now()
+            if remaining <= 0:
+                return
+            event = self._events.setdefault(kind, anyio.Event())
+            with anyio.move_on_after(remaining * self.clock.scale):
+                await event.wait()
+                schedule.wake(self.book.expected(kind))
+                now = self.clock.now()
+                until = min(until, now + schedule.next_delay(now))
 
     def not_done(self, kind: str, schedule: PollSchedule, now: float) -> None:
         """A task of ``kind`` answered and is not done."""

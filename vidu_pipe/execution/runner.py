@@ -513,7 +513,7 @@ class _Run:
         delay = schedule.next_delay(start)
         while True:
             now = self.clock.now()
-            await self.pacer.sleep(kind, schedule, min(delay, max(0.0, deadline - now)))
+            await self.pacer.sleep(kind, schedule, now + min(delay, max(0.0, deadline - now)))
             # At the deadline, one last query: the task may have finished meanwhile.
             last_chance = self.clock.now() >= deadline
             try:
