@@ -161,7 +161,8 @@ def _normalise_base_url(value: str, *, source: str = "the base URL") -> str:
         url = httpx.URL(text)
     except httpx.InvalidURL as exc:
         raise ConfigError(f"{source} {shown} is not a URL ({exc}); {hint}") from None
-    if url.scheme not in ("http", "https") or not url.host:
+    host = url.raw_host.decode("ascii", "replace")
+    if url.scheme not in ("http", "https") or not host:
         raise ConfigError(f"{source} {shown} is not an http(s) URL; {hint}")
     if url.userinfo:
         raise ConfigError(f"{source} must not carry a user name or password; {hint}")
@@ -175,9 +176,9 @@ def _normalise_base_url(value: str, *, source: str = "the base URL") -> str:
     try:
         # What the connection will do with the name; "xn--" and other broken IDNA labels
         # would otherwise fail deep inside the socket layer on the first request.
-        idna.encode(url.host, uts46=True)
+        idna.decode(host)
     except (idna.IDNAError, UnicodeError, ValueError) as exc:
-        if not _is_ip(url.host):
+        if not _is_ip(host):
             raise ConfigError(
                 f"{source} {shown}: the host name is not valid ({exc}); {hint}"
             ) from None

@@ -640,8 +640,13 @@ class Simulator:
             else self._vidu_created(task),
         }
         if legacy:
-            if phase == "completed":
-                data["fail_reason"] = self._inline_video(task) if task.inline else url
+            if phase == "completed" and task.inline:
+                # The upstream answered with the video itself (as Vertex does): no URL at all.
+                inline = self._inline_video(task)
+                data["fail_reason"] = inline
+                data["data"] = {"state": "success", "url": inline, "creations": []}
+            elif phase == "completed":
+                data["fail_reason"] = url
         else:
             data = {
                 "id": task.seq + 1,
