@@ -1170,3 +1170,17 @@ def test_the_readme_flow_with_curl() -> None:
     assert video[4:8] == b"ftyp"
     assert_mp4(video, seconds=5)
     assert sim.stats().bodies == (json.loads(body),)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("profile", ["seed", "new-api"])
+async def test_a_text_only_shot_never_fails_for_an_input_image(profile: str) -> None:
+    """A failure reason fits the request: a text-only shot has no image to fetch."""
+    sim, clock = fixed(profile=profile, fail_rate=1.0, max_running=100)
+    async with connect(sim) as client:
+        ids = [(await client.post(CREATE, json=TEXT)).json()["id"] for _ in range(30)]
+        clock.advance(5000.0)
+        reasons = [(await client.get(f"/v1/videos/{task_id}")).json() for task_id in ids]
+    texts = [json.dumps(r) for r in reasons]
+    assert all("failed" in t for t in texts)
+    assert not any("image" in t.lower() for t in texts), texts
