@@ -406,7 +406,9 @@ class PollSchedule:
         doubling the age."""
         age = max(now - self.started, 0.0)
         if first:
-            return self._grid(self.offset)
+            # Everyone's first look is one interval in (a short task with real progress
+            # needs it); the offsets interleave the queries from the second on.
+            return self.interval
         k = math.ceil(self._grid_index(age + 0.5 * self.interval) - self.offset)
         target = self._grid(k + self.offset)
         return max(min(target - age, max(age, self.interval)), self.interval)

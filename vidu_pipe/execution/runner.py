@@ -35,6 +35,7 @@ import sys
 import tempfile
 import urllib.parse
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -78,7 +79,7 @@ from vidu_pipe.failures import failure_advice
 from vidu_pipe.manifest.store import Download, ManifestEntry, ManifestStore
 from vidu_pipe.planner import Plan, Step
 from vidu_pipe.storyboard.model import Shot
-from vidu_pipe.timestamps import utc_now
+from vidu_pipe.timestamps import parse_time, utc_now
 
 __all__ = ["RunOptions", "RunResult", "execute"]
 
@@ -359,8 +360,10 @@ class _Run:
                     return None
                 entry = created
                 self.tally.tasks.add(shot.id)
+            resumed = step.action == "resume"
             while True:
-                outcome = await self._wait(shot, entry)
+                outcome = await self._wait(shot, entry, resumed=resumed)
+                resumed = False
                 if not isinstance(outcome, _Again):
                     return outcome
                 # The relay called the failure transient (and refunds failed tasks): once more.
@@ -498,7 +501,9 @@ class _Run:
             self.emit(Created(shot=shot.id, task_id=state.task_id, attempt=entry.attempts))
             return entry
 
-    async def _wait(self, shot: Shot, entry: ManifestEntry) -> str | _Again | None:
+    async def _wait(
+        self, shot: Shot, entry: ManifestEntry, *, resumed: bool = False
+    ) -> str | _Again | None:
         """Poll one task until it finishes, fails or times out; returns the video URL, or
         ``_AGAIN`` when it failed in a way the relay calls transient (created once more)."""
         assert entry.task_id is not None
@@ -506,7 +511,10 @@ class _Run:
         start = self.clock.now()
         deadline = start + self.options.timeout
         kind = kind_of(shot.request)
-        schedule = self.pacer.schedule(kind, self.options.poll_interval, start)
+        # A resumed task's age counts from its create, so that the pace learned applies
+        # (the stamp has whole seconds: only worth it for a task created in an earlier run).
+        created = start - (_age(entry.submitted_at) / self.clock.scale if resumed else 0.0)
+        schedule = self.pacer.schedule(kind, self.options.poll_interval, created)
         failures = 0
         no_url = 0
         last: tuple[str, int | None] | None = None
@@ -742,6 +750,15 @@ class _Run:
             if shot.id in done:
                 done.remove(shot.id)
         self.tally.failed.append(shot.id)
+
+
+def _age(stamp: str | None) -> float:
+    """Wall-clock seconds since a manifest time stamp (0 when missing, unreadable or ahead;
+    at most a day)."""
+    when = parse_time(stamp)
+    if when is None:
+        return 0.0
+    return min(max((datetime.now(timezone.utc) - when).total_seconds(), 0.0), 86400.0)
 
 
 def _save_data_uri(uri: str, dest: Path) -> tuple[int, str]:
