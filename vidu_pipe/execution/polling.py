@@ -68,7 +68,7 @@ __all__ = [
 #: Closest two queries of one task may be, in seconds.
 MIN_GAP: Final = 0.2
 #: Most queries of one task in any 60 seconds.
-PER_MINUTE: Final = 12
+PER_MINUTE: Final = 20
 #: Queries after which each wait is at least the task's age (then three times it).
 BUDGET: Final = 30
 _LATE_BUDGET: Final = 34
@@ -418,9 +418,15 @@ class PollSchedule:
         assert self.pace is not None
         fastest, typical, slowest = self.pace
         age = now - self.started
-        step = max(0.02 * typical, min(self.interval / 5, 0.05 * typical), MIN_GAP)
-        start = 0.97 * fastest
-        end = 1.03 * slowest + step
+        # From just before the fastest seen (by 3%, or one interval for short tasks) to just
+        # after the slowest: a wide spread (tasks of one kind queue for different times) is
+        # covered in about six looks.
+        start = max(min(0.97 * fastest, fastest - self.interval) - 0.5 * (slowest - fastest), 0.0)
+        end = 1.03 * slowest
+        step = max(
+            0.02 * typical, min(self.interval / 5, 0.05 * typical), MIN_GAP, (end - start) / 6
+        )
+        end += step
         if age >= 2.0 * slowest + self.interval:
             return None  # far slower than ever seen: something else is going on
         if age >= end:
