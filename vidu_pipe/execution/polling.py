@@ -421,7 +421,8 @@ class PollSchedule:
         # From just before the fastest seen (by 3%, or one interval for short tasks) to just
         # after the slowest: a wide spread (tasks of one kind queue for different times) is
         # covered in about six looks.
-        start = max(min(0.97 * fastest, fastest - self.interval) - 0.5 * (slowest - fastest), 0.0)
+        early = self.interval if fastest < 6 * self.interval else 0.03 * fastest
+        start = max(fastest - early - 0.5 * (slowest - fastest), 0.0)
         end = 1.03 * slowest
         step = max(
             0.02 * typical, min(self.interval / 5, 0.05 * typical), MIN_GAP, (end - start) / 6
@@ -434,7 +435,11 @@ class PollSchedule:
             return max(step, 0.2 * (age - start))
         if age < start:
             half = 0.5 * typical
-            if not self._half_looked and age < half - self.interval and typical > 8 * self.interval:
+            if (
+                not self._half_looked
+                and age < half - self.interval
+                and typical > 24 * self.interval
+            ):
                 self._half_looked = True
                 return half - age
             return start - age
