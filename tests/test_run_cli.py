@@ -247,7 +247,9 @@ def test_only_tag_force_and_max_creates_through_the_cli(
         ({}, "not-the-key", 3, "refused the API key", 0),
         ({}, None, 3, "VIDU_API_KEY is not set", 0),
         ({"quota": 2}, KEY, 3, "refused to create more tasks", 2),
-        ({"fail_rate": 1.0}, KEY, 1, "FAILED", 3),
+        # Every prompt carries the marker: a failure that is not transient (one the relay
+        # calls transient would be created again once, issue 12).
+        ({"fail_marker": "shot"}, KEY, 1, "FAILED", 3),
         ({}, KEY, 0, "3 completed", 3),
     ],
     ids=["401", "no-key", "403-quota", "task-failed", "ok"],
