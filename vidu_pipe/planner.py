@@ -50,6 +50,9 @@ class Step:
     #: A shot no longer in the storyboard whose completed video this shot takes over
     #: (same request): a renamed shot, or ``ID`` <-> ``ID.take1`` when takes change.
     adopted_from: str | None = None
+    #: What to change before paying again, when the last failure says the same request is
+    #: likely to fail again (a content-review refusal).
+    advice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,7 @@ def decide(
         return Step(shot, "skip", "up to date", entry)
     if entry.status == "failed":
         advice = failure_advice(entry.error) if same else None
-        return Step(shot, "create", f"failed: {advice}" if advice else "failed", entry)
+        return Step(shot, "create", "failed", entry, advice=advice)
     return Step(shot, "create", entry.status, entry)
 
 

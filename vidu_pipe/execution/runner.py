@@ -217,11 +217,8 @@ class _Run:
                 rate=self.options.rate_per_minute,
             )
         )
-        for step in steps:
-            if step.entry is not None and step.reason.startswith("failed"):
-                advice = failure_advice(step.entry.error)
-                if advice is not None:
-                    self.messages.append(f"{step.shot.id}: {advice}")
+        # A request refused in content review last time is likely to be refused again.
+        self.messages += [f"{s.shot.id}: {s.advice}" for s in steps if s.advice]
         # Resumed tasks are already running at the relay: they take the first slots.
         ordered = sorted(steps, key=lambda s: {"resume": 0, "create": 1, "skip": 2}[s.action])
         async with anyio.create_task_group() as outer:
