@@ -649,7 +649,8 @@ def _add_simulator(sub: argparse._SubParsersAction[_Parser]) -> None:
         _cmd_simulator,
         help="serve the built-in simulator of the endpoint on loopback",
         description="A stand-in for the relay: the task routes and video files, the key "
-        "check, the request rules, a per-account cap of 5 running tasks, and faults on demand.",
+        "check, the request rules, a per-account cap of 5 running tasks, faults on demand, "
+        "and the answers of four kinds of relay (--profile).",
         examples=[
             "vidu-pipe simulator --port 8000 --time-scale 0.01",
             "VIDU_API_KEY=sk-x vidu-pipe run FILE --base-url http://127.0.0.1:8000",
