@@ -1078,3 +1078,29 @@ async def test_a_content_review_failure_is_not_retried_and_run_and_plan_say_what
     assert "likely to fail again" in capsys.readouterr().out
     again = await go(path, make_sim(), transport=transport, poll_interval=1.0)
     assert any("likely to fail again" in m for m in again.result.messages)
+
+
+@pytest.mark.anyio
+async def test_an_unreachable_relay_is_its_own_error_and_says_why_shots_did_not_start(
+    tmp_path: Path,
+) -> None:
+    """The run tells an unreachable relay by its error class, not by words in a message."""
+    from vidu_pipe.errors import RelayUnreachableError
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    path = write_board(tmp_path, shots(6))
+    events: list[Event] = []
+    with pytest.raises(RelayUnreachableError) as stopped:
+        await arun(
+            path,
+            base_url=BASE,
+            options=RunOptions(time_scale=SCALE, concurrency=1, rate_per_minute=0),
+            on_event=events.append,
+            transport=httpx.MockTransport(refuse),
+            env={"VIDU_API_KEY": KEY},
+        )
+    assert stopped.value.exit_code == 3
+    reasons = {getattr(e, "reason", None) for e in events if e.kind == "not-started"}
+    assert reasons == {"relay unreachable"}
