@@ -2,7 +2,7 @@
 
     python benchmarks/bench_runner.py
 
-Prints three sets of figures (all times in *run seconds*: the runner and the simulator
+Prints four sets of figures (all times in *run seconds*: the runner and the simulator
 share one compression factor, so a 60-second task takes 60 run seconds, and e.g. 0.3 s
 of real time at ``time_scale=0.005``):
 
@@ -10,9 +10,12 @@ of real time at ``time_scale=0.005``):
    (R creates a minute, C tasks at once, every task T seconds long);
 2. queries per task and detection lag (the time between the task finishing at the relay
    and the runner reporting it completed) for tasks of 10 s to 10 minutes;
-3. bytes the manifest store wrote for a 2,000-shot run, against the final manifest's size.
+3. bytes the manifest store wrote for a 2,000-shot run, against the final manifest's size;
+4. for every relay profile of the simulator (seed, new-api, new-api-legacy, vidu): 12 shots of
+   one kind at concurrency 4, tasks of 10 s to 10 minutes, queries per task and detection lag,
+   first with nothing learned, then a rerun that finds the pace in ``.vidu-pipe/pace.json``.
 
-Takes about a minute and a half on two cores.
+Takes about two and a half minutes on two cores (printed in the order 1, 2, 4, 3).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +40,22 @@ from vidu_pipe.execution.client import ViduClient
 from vidu_pipe.execution.runner import RunOptions, execute
 from vidu_pipe.manifest.store import ManifestStore
 from vidu_pipe.planner import plan as make_plan
-from vidu_pipe.simulator import Simulator, SimulatorConfig
+from vidu_pipe.simulator import PROFILES, Profile, Simulator, SimulatorConfig
 from vidu_pipe.storyboard.schemas import MODELS
 
 BASE = "http://relay.bench"
 #: Run seconds per real second for parts 1 and 2: a 60-second task takes 0.6 s.
 SCALE = 0.01
 KEY = "sk-bench"
+#: Part 4: tasks of 10 s to 10 minutes, and a compression that keeps a run of 12 x 10 min short.
+PROFILE_SPANS = (10.0, 30.0, 60.0, 180.0, 600.0)
+PROFILE_SCALE = 0.002
+
+
+def profile_scale(span: float) -> float:
+    """Compression for part 4: a task takes about 0.6 s of real time, so that the event
+    loop's ~1 ms lateness stays well under 1% of it."""
+    return min(0.01, 0.6 / span)
 
 
 def write_board(folder: Path, shots: Sequence[dict[str, Any]], name: str = "board") -> Path:
@@ -52,7 +65,14 @@ def write_board(folder: Path, shots: Sequence[dict[str, Any]], name: str = "boar
     return path
 
 
-def simulator(scale: float, spans: dict[str, float], *, queue: tuple[float, float]) -> Simulator:
+def simulator(
+    scale: float,
+    spans: dict[str, float],
+    *,
+    queue: tuple[float, float],
+    profile: Profile = "seed",
+    max_running: int = 100_000,
+) -> Simulator:
     """A relay whose account cap is out of the way; ``spans``: seconds per model (a
     5-second clip takes exactly its model's span)."""
     return Simulator(
@@ -60,8 +80,9 @@ def simulator(scale: float, spans: dict[str, float], *, queue: tuple[float, floa
             time_scale=scale,
             durations={m: (spans.get(m, 60.0),) * 2 for m in MODELS},
             queue_seconds=queue,
-            max_running=100_000,
+            max_running=max_running,
             seed=1,
+            profile=profile,
         )
     )
 
@@ -176,6 +197,60 @@ async def polling(
         return sorted(out.values(), key=lambda p: p.duration)
 
 
+# --- 4. polling per relay profile, nothing learned and with history -----------------------
+
+
+@dataclass(frozen=True)
+class ProfileRun:
+    profile: str
+    span: float
+    queries: list[int]
+    lags: list[float]  # seconds
+
+    @property
+    def mean_queries(self) -> float:
+        return statistics.mean(self.queries)
+
+    def lag_percent(self, which: str) -> float:
+        value = statistics.median(self.lags) if which == "median" else max(self.lags)
+        return 100 * value / self.span
+
+
+async def profile_run(
+    folder: Path, profile: Profile, span: float, *, scale: float, shots: int = 12
+) -> ProfileRun:
+    """``shots`` shots of one kind (same model, duration, aspect ratio, mode) at concurrency
+    4, each generating ``span`` seconds after 1-5 s of queue; the relay caps the account at 5
+    tasks generating. Run in ``folder``: a second call there finds the pace learned."""
+    path = write_board(folder, [{"id": f"s{i:02d}", "prompt": f"take {i}"} for i in range(shots)])
+    sim = simulator(
+        scale, dict.fromkeys(MODELS, span), queue=(1.0, 5.0), profile=profile, max_running=5
+    )
+    seen: dict[str, float] = {}
+
+    def on_event(event: Event) -> None:
+        if event.kind == "completed":
+            seen[event.data["task_id"]] = sim.now()
+
+    result = await arun(
+        path,
+        base_url=BASE,
+        force=True,
+        options=RunOptions(time_scale=scale, concurrency=4, rate_per_minute=0, poll_interval=5.0),
+        on_event=on_event,
+        transport=sim.transport(),
+        env={"VIDU_API_KEY": KEY},
+    )
+    assert result.exit_code == 0, result
+    st = sim.stats()
+    queries, lags = [], []
+    for task_id, task in st.tasks.items():
+        assert task.finished is not None
+        queries.append(st.queries[task_id])
+        lags.append(seen[task_id] - task.finished)
+    return ProfileRun(profile, span, queries, lags)
+
+
 # --- 3. manifest bytes ---------------------------------------------------------------------
 
 
@@ -257,6 +332,27 @@ def main() -> int:
                 f" {statistics.mean(p.lags):>7.2f} {max(p.lags):>9.2f}"
                 f" {100 * statistics.mean(p.lags) / p.duration:>6.1f}"
                 f" {100 * max(p.lags) / p.duration:>9.1f}"
+            )
+
+    print()
+    print("4. per relay profile: 12 shots of one kind, concurrency 4, --poll-interval 5,")
+    print("   1-5 s queued first; queries per task (mean / max) and detection lag (% of the")
+    print("   task's generating time, median / worst); first run, then a rerun with history")
+    print(
+        f"   {'profile':<15} {'task s':>6} {'q mean':>7} {'q max':>6} {'lag med':>8}"
+        f" {'lag max':>8} | {'q mean':>7} {'q max':>6} {'lag med':>8} {'lag max':>8}"
+    )
+    for profile in PROFILES:
+        for span in PROFILE_SPANS:
+            with tempfile.TemporaryDirectory() as folder:
+                run = partial(profile_run, Path(folder), profile, span, scale=profile_scale(span))
+                first = anyio.run(run)
+                again = anyio.run(run)
+            print(
+                f"   {profile:<15} {span:>6g} {first.mean_queries:>7.1f} {max(first.queries):>6}"
+                f" {first.lag_percent('median'):>7.1f}% {first.lag_percent('max'):>7.1f}% |"
+                f" {again.mean_queries:>7.1f} {max(again.queries):>6}"
+                f" {again.lag_percent('median'):>7.1f}% {again.lag_percent('max'):>7.1f}%"
             )
 
     print()

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -1175,3 +1176,103 @@ async def test_debug_log_shows_method_url_status_but_no_query(
     assert "GET https://cdn.video.test/out/task_1.mp4 -> 200" in lines
     assert "sig=abc" not in caplog.text
     assert "authorization" not in caplog.text
+
+
+# ------------------------------------------------------------------------------------------
+# Hostile relays (issue 10, items 12, 14-17)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("http://xn--/", "host name is not valid"),
+        ("http://127.0.0.1:99999", "port 99999"),
+        ("https://relay.test/?k=sk-SECRET-canary-123", "must not have a query"),
+        ("https://relay.test/#sk-SECRET-canary-123", "must not have a query"),
+        ("https://user:sk-SECRET-canary-123@relay.test/", "user name or password"),
+    ],
+)
+def test_a_bad_base_url_is_a_config_error_that_never_echoes_a_key(value: str, text: str) -> None:
+    with pytest.raises(ConfigError, match=text) as caught:
+        resolve_base_url(None, {"VIDU_BASE_URL": value})
+    assert KEY not in str(caught.value) and "SECRET" not in str(caught.value)
+
+
+class Trickle(httpx.AsyncByteStream):
+    """An answer sent one byte at a time, a pause between each: never a read timeout."""
+
+    def __init__(self, body: bytes, pause: float) -> None:
+        self.body = body
+        self.pause = pause
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for byte in self.body:
+            await anyio.sleep(self.pause)
+            yield bytes([byte])
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("op", ["create", "query"])
+async def test_an_answer_trickled_byte_by_byte_is_cut_off_at_the_deadline(op: str) -> None:
+    body = json.dumps(QUEUED).encode()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Trickle(body, 0.05))
+
+    client = ViduClient(BASE, KEY, transport=httpx.MockTransport(handler), deadline=0.3)
+    started = time.monotonic()
+    async with client:
+        with pytest.raises(ApiError, match=r"no whole answer within 0\.3 s") as caught:
+            await call(client, op)
+    assert time.monotonic() - started < 2.0
+    if op == "create":
+        assert isinstance(caught.value, AmbiguousCreateError)  # it may exist: not repeated
+    else:
+        assert caught.value.retryable
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("op", ["create", "query"])
+async def test_an_answer_nested_100000_deep_is_an_odd_answer_not_a_crash(op: str) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=deep, headers={"Content-Type": "application/json"})
+
+    async with client_for(handler) as client:
+        with pytest.raises(ApiError, match="not JSON") as caught:
+            await call(client, op)
+    if op == "create":
+        assert isinstance(caught.value, AmbiguousCreateError)  # a task may exist: kept apart
+    else:
+        assert caught.value.retryable
+
+
+@pytest.mark.anyio
+async def test_a_redirect_to_a_url_with_the_key_in_its_path_is_scrubbed() -> None:
+    location = f"http://h/{KEY}/x?token={KEY}"
+    async with client_for(answer(302, None, headers={"Location": location})) as client:
+        with pytest.raises(ApiError, match="redirect") as caught:
+            await client.create(BODY)
+    assert KEY not in str(caught.value) and "***" in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_terminal_escapes_in_relay_text_are_escaped() -> None:
+    hostile = "\x1b]0;pwned\x07\x1b[2J\r\nFAKE: all 99 shots completed"
+    failed = {"id": "task_1", "status": "failed", "fail_reason": hostile}
+    async with client_for(answer(200, failed)) as client:
+        state = await client.query("task_1")
+    assert state.error is not None and "\x1b" not in state.error and "\n" not in state.error
+    assert "\\x1b]0;pwned" in state.error
+    async with client_for(answer(400, {"error": {"message": hostile}})) as client:
+        with pytest.raises(ApiError) as caught:
+            await client.query("task_1")
+    assert "\x1b" not in str(caught.value) and "\r" not in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_a_task_id_with_control_characters_is_refused() -> None:
+    async with client_for(answer(200, {"id": "task_1\x1b[2J", "status": "queued"})) as client:
+        with pytest.raises(AmbiguousCreateError, match="control characters"):
+            await client.create(BODY)

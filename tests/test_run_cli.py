@@ -247,7 +247,9 @@ def test_only_tag_force_and_max_creates_through_the_cli(
         ({}, "not-the-key", 3, "refused the API key", 0),
         ({}, None, 3, "VIDU_API_KEY is not set", 0),
         ({"quota": 2}, KEY, 3, "refused to create more tasks", 2),
-        ({"fail_rate": 1.0}, KEY, 1, "FAILED", 3),
+        # Every prompt carries the marker: a failure that is not transient (one the relay
+        # calls transient would be created again once, issue 12).
+        ({"fail_marker": "shot"}, KEY, 1, "FAILED", 3),
         ({}, KEY, 0, "3 completed", 3),
     ],
     ids=["401", "no-key", "403-quota", "task-failed", "ok"],
@@ -418,3 +420,103 @@ def test_the_key_never_appears_in_output_manifest_or_journal(tmp_path: Path) -> 
     assert len(texts) >= 8
     leaks = [t for t in texts if CANARY in t or "7f3e9a" in t]
     assert not leaks, leaks[0][:400]
+
+
+# --- every kind of relay, through the CLI over a socket (issue 9) -----------------------------
+
+
+@pytest.mark.parametrize("profile", ["seed", "new-api", "new-api-legacy", "vidu"])
+def test_run_against_each_relay_profile_finds_every_video_and_keeps_failure_reasons(
+    tmp_path: Path, profile: str
+) -> None:
+    sim = Simulator(
+        relay_config(
+            profile=profile,
+            durations={m: (0.4, 0.6) for m in MODELS},
+            queue_seconds=(0.0, 0.1),
+            max_running=5,
+        )
+    )
+    board = [
+        {"id": "text", "prompt": "a quiet beach"},
+        {"id": "image", "prompt": "slow push-in", "image": "https://cdn.example.com/a.png"},
+        {"id": "pro", "model": "viduq3p-1080p", "duration": 8, "prompt": "wide aerial"},
+        {"id": "doomed", "prompt": "never [[fail]]"},
+    ]
+    path = write_board(tmp_path, board)
+    with running_server(sim) as url:
+        done = run(path, url, "--json")
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    manifest = json.loads(path.with_suffix(".manifest.json").read_text())
+    shots_seen = manifest["shots"]
+    for shot_id in ("text", "image", "pro"):
+        entry = shots_seen[shot_id]
+        assert entry["status"] == "completed", (shot_id, entry)
+        assert entry["video_url"] == f"{url}/files/{entry['task_id']}.mp4"
+    assert shots_seen["doomed"]["status"] == "failed"
+    assert "fail marker" in shots_seen["doomed"]["error"]
+    per_task = sim.stats().queries
+    assert max(per_task.values()) <= 15, per_task
+
+
+def test_the_simulator_command_takes_a_profile() -> None:
+    shown = cli("simulator", "--help", key=None)
+    text = " ".join(shown.stdout.split())  # help is wrapped to the terminal's width
+    assert "--profile" in text and "new-api-legacy" in text
+    assert "(default: seed)" in text
+    wrong = cli("simulator", "--profile", "openai", key=None)
+    assert wrong.returncode == 2 and "invalid choice" in wrong.stderr
+
+
+@pytest.mark.parametrize(
+    ("base_url", "says"),
+    [
+        ("http://xn--/", "host name is not valid"),
+        ("http://127.0.0.1:99999", "port 99999"),
+        (f"https://relay.test/?k={CANARY}", "must not have a query"),
+    ],
+)
+def test_a_broken_base_url_is_a_configuration_error(
+    tmp_path: Path, base_url: str, says: str
+) -> None:
+    path = write_board(tmp_path, shots(1))
+    env_run = subprocess.run(
+        [sys.executable, "-m", "vidu_pipe", "run", str(path)],
+        capture_output=True,
+        text=True,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("VIDU_")},
+            "VIDU_API_KEY": KEY,
+            "VIDU_BASE_URL": base_url,
+        },
+        timeout=60,
+    )
+    output = env_run.stdout + env_run.stderr
+    assert env_run.returncode == 3, output
+    assert says in output and "Traceback" not in output and CANARY not in output
+    assert not path.with_suffix(".manifest.json").exists()
+
+
+def test_run_simulate_answers_as_the_profile_in_the_environment(tmp_path: Path) -> None:
+    path = write_board(tmp_path, shots(2))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDU_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "vidu_pipe", "run", str(path), "--simulate", "--json"],
+        capture_output=True,
+        text=True,
+        env={**env, "VIDU_PIPE_SIM_PROFILE": "new-api-legacy"},
+        timeout=60,
+    )
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    manifest = json.loads(path.with_suffix(".manifest.json").read_text())
+    # new-api-legacy: Vidu's numeric task ids.
+    assert all(entry["task_id"].isdigit() for entry in manifest["shots"].values())
+    wrong = subprocess.run(
+        [sys.executable, "-m", "vidu_pipe", "run", str(path), "--simulate", "--force"],
+        capture_output=True,
+        text=True,
+        env={**env, "VIDU_PIPE_SIM_PROFILE": "nope"},
+        timeout=60,
+    )
+    assert wrong.returncode == 3 and "VIDU_PIPE_SIM_PROFILE" in wrong.stderr + wrong.stdout

@@ -15,6 +15,7 @@ import yaml
 
 from vidu_pipe.api import SIMULATOR_BASE_URL, arun
 from vidu_pipe.cli import main
+from vidu_pipe.errors import AuthError
 from vidu_pipe.execution.runner import RunOptions, RunResult
 from vidu_pipe.manifest.store import ManifestEntry, load_manifest
 from vidu_pipe.simulator import Simulator, SimulatorConfig
@@ -261,8 +262,10 @@ def test_a_refused_query_keeps_the_task_submitted_and_the_next_run_resumes_it(
     path = board(tmp_path, [{"id": "a", "prompt": "x"}])
     relay = sim()
     relay.inject("query", status=403, code="insufficient_user_quota", count=1)
-    first = real_run(path, relay)
-    assert first.failed == ("a",)
+    # A 403 on a query is a banned key: the run stops with exit 3 (issue 10, item 17).
+    with pytest.raises(AuthError) as refused:
+        real_run(path, relay)
+    assert refused.value.exit_code == 3 and "query" in str(refused.value)
     entry = load_manifest(path.with_suffix(".manifest.json")).entries["a"]  # type: ignore[union-attr]
     assert entry.status == "submitted" and entry.task_id
     second = real_run(path, relay)

@@ -791,7 +791,7 @@ async def test_download_saves_mp4s_and_a_rerun_fetches_only_missing_or_corrupt(
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     "settings",
-    [{"dialect": "new-api"}, {"primary_query_404": True}, {"queue_seconds": (1.0, 30.0)}],
+    [{"profile": "new-api"}, {"primary_query_404": True}, {"queue_seconds": (1.0, 30.0)}],
     ids=["new-api", "alias-route", "queued"],
 )
 async def test_other_relay_shapes_run_to_completion(
@@ -920,3 +920,202 @@ async def test_a_task_done_before_the_timeout_is_seen_completed(tmp_path: Path) 
     task = next(iter(sim.stats().tasks.values()))
     assert task.finished is not None and task.finished < task.created + 40.0 - 10.0
     assert out.result.completed == ("s00",), out.result.failed
+
+
+# --- relays of every kind (issue 9) ----------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("profile", ["seed", "new-api", "new-api-legacy", "vidu"])
+async def test_every_profile_completes_with_the_right_url_and_keeps_failure_reasons(
+    tmp_path: Path, profile: str
+) -> None:
+    sim = make_sim(
+        profile=profile,
+        durations=durations(120.0),
+        queue_seconds=(1.0, 5.0),
+        max_running=5,
+        time_scale=0.002,
+    )
+    board = [*shots(7), {"id": "bad", "prompt": "doomed [[fail]]"}]
+    path = write_board(tmp_path, board)
+    out = await go(path, sim, concurrency=4, poll_interval=5.0)
+    assert out.result.completed == tuple(f"s{i:02d}" for i in range(7))
+    assert out.result.failed == ("bad",)
+    book = entries(path)
+    stats = sim.stats()
+    for shot_id in out.result.completed:
+        task_id = book[shot_id].task_id
+        assert book[shot_id].video_url == f"{BASE}/files/{task_id}.mp4"
+        assert stats.queries[task_id] <= 12, (shot_id, stats.queries[task_id])
+    assert "fail marker" in (book["bad"].error or "")
+    assert stats.creates == 8  # the marker's failure is not transient: not created again
+
+
+@pytest.mark.anyio
+async def test_the_pace_is_learned_and_kept_beside_the_storyboard(tmp_path: Path) -> None:
+    """A second run of the same kinds finds the pace in .vidu-pipe/pace.json and spends
+    fewer queries per task on a relay without progress."""
+    path = write_board(tmp_path, shots(8))
+    queries = []
+    for _ in range(2):
+        sim = make_sim(profile="vidu", durations=durations(300.0), max_running=5)
+        await go(path, sim, concurrency=4, poll_interval=5.0, force=True)
+        stats = sim.stats()
+        queries.append(sum(stats.queries.values()) / stats.creates)
+    pace = json.loads((tmp_path / ".vidu-pipe" / "pace.json").read_text())
+    ((kind, learned),) = pace["relays"][BASE].items()
+    assert kind == "viduq3t-540p/5/default/text" or kind.startswith("viduq3t-540p/5")
+    assert 290 <= learned["seconds"] <= 330 and learned["n"] >= 8
+    assert queries[1] < queries[0] and queries[1] <= 6, queries
+
+
+@pytest.mark.anyio
+async def test_a_corrupt_pace_file_is_ignored_and_replaced(tmp_path: Path) -> None:
+    path = write_board(tmp_path, shots(2))
+    (tmp_path / ".vidu-pipe").mkdir()
+    (tmp_path / ".vidu-pipe" / "pace.json").write_text("{not json")
+    out = await go(path, make_sim(profile="new-api"), poll_interval=5.0)
+    assert out.result.exit_code == 0
+    assert json.loads((tmp_path / ".vidu-pipe" / "pace.json").read_text())["version"] == 1
+
+
+@pytest.mark.anyio
+async def test_an_inline_video_is_saved_when_downloading_never_written_to_the_manifest(
+    tmp_path: Path,
+) -> None:
+    path = write_board(tmp_path, shots(2))
+    sim = make_sim(profile="new-api-legacy", inline_rate=1.0)
+    out = await go(path, sim, poll_interval=5.0)
+    # Without --download: nowhere to keep it; the task keeps its id for the next run.
+    assert out.result.failed == ("s00", "s01")
+    manifest_text = path.with_suffix(".manifest.json").read_text()
+    assert "data:video" not in manifest_text and "base64" not in manifest_text
+    book = entries(path)
+    assert all(e.status == "submitted" and "--download" in (e.error or "") for e in book.values())
+    again = await go(path, sim, poll_interval=5.0, download_dir=tmp_path / "videos")
+    assert again.result.completed == ("s00", "s01") and sim.stats().creates == 2
+    for shot_id in ("s00", "s01"):
+        saved = tmp_path / "videos" / f"{shot_id}.mp4"
+        assert saved.stat().st_size > 0
+        assert (
+            entries(path)[shot_id].download.sha256 == hashlib.sha256(saved.read_bytes()).hexdigest()
+        )
+    assert "data:video" not in path.with_suffix(".manifest.json").read_text()
+
+
+def scripted_relay(
+    queries: Callable[[int, int], dict[str, Any]],
+) -> tuple[httpx.MockTransport, Counter[str]]:
+    """A relay whose n-th create makes ``task_n``, and whose k-th answer about a task is
+    ``queries(n, k)``."""
+    seen: Counter[str] = Counter()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            seen["create"] += 1
+            task_id = f"task_{seen['create']}"
+            return httpx.Response(200, json={"id": task_id, "status": "queued", "progress": 0})
+        task_id = request.url.path.rsplit("/", 1)[-1]
+        seen[task_id] += 1
+        return httpx.Response(200, json=queries(int(task_id[5:]), seen[task_id]))
+
+    return httpx.MockTransport(handler), seen
+
+
+@pytest.mark.anyio
+async def test_a_completed_task_without_a_url_is_asked_a_few_times_then_left_for_next_run(
+    tmp_path: Path,
+) -> None:
+    path = write_board(tmp_path, shots(1))
+    flat = {"status": "SUCCESS", "progress": "100%", "fail_reason": ""}  # new-api rc.30
+    transport, seen = scripted_relay(lambda n, k: {"task_id": f"task_{n}", **flat})
+    out = await go(path, make_sim(), transport=transport, poll_interval=1.0)
+    assert out.result.failed == ("s00",) and seen["task_1"] == 3 and seen["create"] == 1
+    entry = entries(path)["s00"]
+    assert entry.status == "submitted" and entry.task_id == "task_1"
+    assert "no video URL" in (entry.error or "") and "next run asks again" in (entry.error or "")
+    # The next run asks again; the URL is there now.
+    transport, seen = scripted_relay(
+        lambda n, k: {"task_id": f"task_{n}", **flat, "result_url": "https://cdn.test/v.mp4"}
+    )
+    again = await go(path, make_sim(), transport=transport, poll_interval=1.0)
+    assert again.result.completed == ("s00",) and seen["create"] == 0
+    assert entries(path)["s00"].video_url == "https://cdn.test/v.mp4"
+
+
+@pytest.mark.anyio
+async def test_a_transient_failure_is_created_again_once(tmp_path: Path) -> None:
+    path = write_board(tmp_path, shots(1))
+
+    def answers(n: int, k: int) -> dict[str, Any]:
+        if n == 1:
+            return {
+                "id": "task_1",
+                "status": "failed",
+                "fail_reason": "generation failed upstream, please retry",
+            }
+        return {"id": f"task_{n}", "status": "completed", "video_url": "https://cdn.test/v.mp4"}
+
+    transport, seen = scripted_relay(answers)
+    out = await go(path, make_sim(), transport=transport, poll_interval=1.0)
+    assert out.result.completed == ("s00",) and seen["create"] == 2
+    assert [e.data["what"] for e in out.kinds("retried")] == ["create"]
+    assert entries(path)["s00"].task_id == "task_2"
+
+
+@pytest.mark.anyio
+async def test_a_transient_failure_is_created_again_only_once(tmp_path: Path) -> None:
+    path = write_board(tmp_path, shots(1))
+    always = {"status": "failed", "fail_reason": "generation failed upstream, please retry"}
+    transport, seen = scripted_relay(lambda n, k: {"id": f"task_{n}", **always})
+    out = await go(path, make_sim(), transport=transport, poll_interval=1.0)
+    assert out.result.failed == ("s00",) and seen["create"] == 2
+
+
+@pytest.mark.anyio
+async def test_a_content_review_failure_is_not_retried_and_run_and_plan_say_what_to_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_board(tmp_path, shots(1))
+    refused = {"status": "FAILURE", "fail_reason": "CreationPolicyViolation", "progress": "100%"}
+    transport, seen = scripted_relay(
+        lambda n, k: {"code": "success", "data": {"task_id": f"task_{n}", **refused}}
+    )
+    out = await go(path, make_sim(), transport=transport, poll_interval=1.0)
+    assert out.result.failed == ("s00",) and seen["create"] == 1
+    assert any(
+        "likely to fail again" in m and "change the prompt" in m for m in out.result.messages
+    )
+    from vidu_pipe.cli import main
+
+    assert main(["plan", str(path)]) == 0
+    assert "likely to fail again" in capsys.readouterr().out
+    again = await go(path, make_sim(), transport=transport, poll_interval=1.0)
+    assert any("likely to fail again" in m for m in again.result.messages)
+
+
+@pytest.mark.anyio
+async def test_an_unreachable_relay_is_its_own_error_and_says_why_shots_did_not_start(
+    tmp_path: Path,
+) -> None:
+    """The run tells an unreachable relay by its error class, not by words in a message."""
+    from vidu_pipe.errors import RelayUnreachableError
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    path = write_board(tmp_path, shots(6))
+    events: list[Event] = []
+    with pytest.raises(RelayUnreachableError) as stopped:
+        await arun(
+            path,
+            base_url=BASE,
+            options=RunOptions(time_scale=SCALE, concurrency=1, rate_per_minute=0),
+            on_event=events.append,
+            transport=httpx.MockTransport(refuse),
+            env={"VIDU_API_KEY": KEY},
+        )
+    assert stopped.value.exit_code == 3
+    reasons = {getattr(e, "reason", None) for e in events if e.kind == "not-started"}
+    assert reasons == {"relay unreachable"}

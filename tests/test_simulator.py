@@ -747,7 +747,7 @@ async def test_slow_rate_delays_answers_by_scaled_seconds() -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("dialect", ["seed", "new-api"])
 async def test_the_quota_runs_out_after_n_creates(dialect: str) -> None:
-    sim, _ = fixed(quota=2, dialect=dialect)
+    sim, _ = fixed(quota=2, profile=dialect)
     async with connect(sim) as client:
         codes = [(await client.post(CREATE, json=TEXT)) for _ in range(3)]
     assert [c.status_code for c in codes] == [200, 200, 403]
@@ -784,11 +784,12 @@ async def test_the_seed_alias_answers_like_the_primary_route() -> None:
 
 
 @pytest.mark.anyio
-async def test_new_api_dialect_wraps_queries_and_maps_its_statuses() -> None:
-    sim, clock = fixed(dialect="new-api", queue_seconds=(10.0, 10.0), max_running=1)
+async def test_new_api_profile_wraps_queries_and_maps_its_statuses() -> None:
+    sim, clock = fixed(profile="new-api", queue_seconds=(10.0, 10.0), max_running=1)
     async with connect(sim) as client:
         created = (await client.post(CREATE, json=TEXT)).json()
-        assert created["object"] == "video.generation.job" and created["status"] == "queued"
+        assert created["object"] == "video" and created["status"] == "queued"
+        assert created["id"].startswith("task_") and len(created["id"]) == 37
         second = (await client.post(CREATE, json=TEXT)).json()["id"]
         task_id = created["id"]
         seen, others = [], []
@@ -799,30 +800,41 @@ async def test_new_api_dialect_wraps_queries_and_maps_its_statuses() -> None:
     assert all(doc["code"] == "success" and doc["message"] == "" for doc in seen)
     data = [doc["data"] for doc in seen]
     # At t = 0, 5, 15, 75, 135; both wait 10 s to be queued, and one runs at a time.
+    # new-api's progress is a label: 0% before it looked upstream, 10% queued, 30% for the
+    # whole generation, 100% done.
     assert [d["status"] for d in data] == [
-        "SUBMITTED",
-        "SUBMITTED",
+        "NOT_START",
+        "NOT_START",
         "IN_PROGRESS",
         "IN_PROGRESS",
         "SUCCESS",
     ]
     assert [d["status"] for d in others] == [
+        "NOT_START",
+        "NOT_START",
         "SUBMITTED",
         "SUBMITTED",
-        "QUEUED",
-        "QUEUED",
         "IN_PROGRESS",
     ]
-    assert [d["progress"] for d in data] == ["0%", "0%", "5%", "65%", "100%"]
-    assert others[-1]["progress"] == "25%"
-    assert data[-1]["result_url"] == f"http://sim.test/files/{task_id}.mp4"
-    assert data[0]["result_url"] == "" and data[-1]["fail_reason"] == ""
+    assert [d["progress"] for d in data] == ["0%", "0%", "30%", "30%", "100%"]
+    assert others[-1]["progress"] == "30%"
+    url = f"http://sim.test/files/{task_id}.mp4"
+    assert data[-1]["result_url"] == url and data[-1]["data"]["creations"][0]["url"] == url
+    assert "result_url" not in data[0] and data[-1]["fail_reason"] == ""
+    # Inner data: Vidu's own last answer (the create's until new-api's first look).
+    assert [d["data"]["state"] for d in data] == [
+        "created",
+        "created",
+        "processing",
+        "processing",
+        "success",
+    ]
     assert all(d["task_id"] == task_id for d in data)
 
 
 @pytest.mark.anyio
-async def test_new_api_dialect_reports_failure_reason() -> None:
-    sim, clock = fixed(dialect="new-api")
+async def test_new_api_profile_reports_failure_reason() -> None:
+    sim, clock = fixed(profile="new-api")
     async with connect(sim) as client:
         task_id = (await client.post(CREATE, json=with_changes(TEXT, prompt="x [[fail]]"))).json()[
             "id"
@@ -832,31 +844,33 @@ async def test_new_api_dialect_reports_failure_reason() -> None:
         video = (await client.get(f"/v1/videos/{task_id}")).json()
     assert data["status"] == "FAILURE" and "fail marker" in data["fail_reason"]
     assert video["status"] == "failed" and "fail marker" in video["error"]["message"]
-    assert video["metadata"] == {}
+    assert "metadata" not in video
 
 
 @pytest.mark.anyio
 async def test_new_api_videos_route_answers_an_openai_video_object() -> None:
-    sim, clock = fixed(dialect="new-api")
+    sim, clock = fixed(profile="new-api")
     body = with_changes(TEXT, model="viduq3p-1080p", aspect_ratio="9:16", duration=8)
     async with connect(sim) as client:
         task_id = (await client.post(CREATE, json=body)).json()["id"]
         running = (await client.get(f"/v1/videos/{task_id}")).json()
         clock.advance(500.0)
         done = (await client.get(f"/v1/videos/{task_id}")).json()
+    # new-api's converter: the row's update time as completed_at even while it runs, no
+    # model, the URL only in metadata.url.
     assert running["object"] == "video" and running["status"] == "in_progress"
-    assert running["metadata"] == {} and running["completed_at"] is None
+    assert running["progress"] == 30
+    assert "metadata" not in running and running["completed_at"] >= running["created_at"]
     assert done["id"] == task_id and done["status"] == "completed" and done["progress"] == 100
     assert done["metadata"]["url"] == f"http://sim.test/files/{task_id}.mp4"
-    assert (done["seconds"], done["size"], done["model"]) == ("8", "1080x1920", "viduq3p-1080p")
-    assert done["completed_at"] >= done["created_at"] and done["error"] is None
+    assert (done["seconds"], done["size"], done["model"]) == ("8", "1080x1920", "")
+    assert done["completed_at"] >= done["created_at"] and "error" not in done
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("setup", "request_path", "status", "code"),
     [
-        ("key", "/v1/video/generations/x", 401, "invalid_api_key"),
         ("none", "/v1/video/generations/x", 400, "task_not_exist"),
         ("none", "/v1/nothing", 404, "not_found"),
         ("quota", CREATE, 403, "insufficient_user_quota"),
@@ -865,7 +879,7 @@ async def test_new_api_videos_route_answers_an_openai_video_object() -> None:
         ("bad", CREATE, 400, "invalid_request"),
     ],
 )
-async def test_new_api_dialect_errors_are_code_message_data(
+async def test_new_api_profile_errors_are_code_message_data(
     setup: str, request_path: str, status: int, code: str
 ) -> None:
     settings: dict[str, dict[str, Any]] = {
@@ -877,7 +891,7 @@ async def test_new_api_dialect_errors_are_code_message_data(
         "bad": {},
     }
     overrides = settings[setup]
-    sim, _ = fixed(dialect="new-api", **overrides)
+    sim, _ = fixed(profile="new-api", **overrides)
     if setup == "rate":
         sim.inject("create", status=429)
     body = with_changes(TEXT, duration=99) if setup == "bad" else TEXT
@@ -893,9 +907,19 @@ async def test_new_api_dialect_errors_are_code_message_data(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("profile", ["new-api", "new-api-legacy"])
+async def test_new_api_profiles_refuse_a_key_in_the_middlewares_shape(profile: str) -> None:
+    sim, _ = fixed(profile=profile, key=KEY)
+    async with connect(sim) as client:
+        answer = await client.get("/v1/video/generations/x")
+    assert answer.status_code == 401
+    assert answer.json()["error"]["type"] == "new_api_error" and answer.json()["error"]["message"]
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("dialect", ["seed", "new-api"])
 async def test_primary_query_404_leaves_the_alias_working(dialect: str) -> None:
-    sim, _ = fixed(primary_query_404=True, dialect=dialect)
+    sim, _ = fixed(primary_query_404=True, profile=dialect)
     async with connect(sim) as client:
         task_id = (await client.post(CREATE, json=TEXT)).json()["id"]
         primary = await client.get(f"{CREATE}/{task_id}")
@@ -976,7 +1000,7 @@ def test_sample_mp4_decodes_with_ffmpeg(tmp_path: Path) -> None:
     [
         {"time_scale": 0},
         {"time_scale": -1.0},
-        {"dialect": "openai"},
+        {"profile": "openai"},
         {"fail_rate": 1.5},
         {"drop_rate": -0.1},
         {"max_running": 0},
@@ -1146,3 +1170,17 @@ def test_the_readme_flow_with_curl() -> None:
     assert video[4:8] == b"ftyp"
     assert_mp4(video, seconds=5)
     assert sim.stats().bodies == (json.loads(body),)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("profile", ["seed", "new-api"])
+async def test_a_text_only_shot_never_fails_for_an_input_image(profile: str) -> None:
+    """A failure reason fits the request: a text-only shot has no image to fetch."""
+    sim, clock = fixed(profile=profile, fail_rate=1.0, max_running=100)
+    async with connect(sim) as client:
+        ids = [(await client.post(CREATE, json=TEXT)).json()["id"] for _ in range(30)]
+        clock.advance(5000.0)
+        reasons = [(await client.get(f"/v1/videos/{task_id}")).json() for task_id in ids]
+    texts = [json.dumps(r) for r in reasons]
+    assert all("failed" in t for t in texts)
+    assert not any("image" in t.lower() for t in texts), texts

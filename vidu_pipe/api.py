@@ -305,12 +305,15 @@ async def arun(
                 "to run against a served simulator (vidu-pipe simulator), give --base-url "
                 "without --simulate"
             )
-        from vidu_pipe.simulator import Simulator, SimulatorConfig
+        from vidu_pipe.simulator import Simulator, SimulatorConfig, profile_from_env
 
         if transport is None:
             # A fresh seed per run: task ids of two simulated runs must never collide.
             seed = int.from_bytes(os.urandom(4), "big")
-            sim = Simulator(SimulatorConfig(time_scale=SIMULATE_TIME_SCALE, seed=seed))
+            profile = profile_from_env(environ)  # VIDU_PIPE_SIM_PROFILE: which relay to play
+            sim = Simulator(
+                SimulatorConfig(time_scale=SIMULATE_TIME_SCALE, seed=seed, profile=profile)
+            )
             transport = sim.transport()
             opts = replace(opts, time_scale=SIMULATE_TIME_SCALE)
             fresh_simulator = True

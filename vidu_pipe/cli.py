@@ -650,7 +650,8 @@ def _add_simulator(sub: argparse._SubParsersAction[_Parser]) -> None:
         _cmd_simulator,
         help="serve the built-in simulator of the endpoint on loopback",
         description="A stand-in for the relay: the task routes and video files, the key "
-        "check, the request rules, a per-account cap of 5 running tasks, and faults on demand.",
+        "check, the request rules, a per-account cap of 5 running tasks, faults on demand, "
+        "and the answers of four kinds of relay (--profile).",
         examples=[
             "vidu-pipe simulator --port 8000 --time-scale 0.01",
             "VIDU_API_KEY=sk-x vidu-pipe run FILE --base-url http://127.0.0.1:8000",
@@ -677,10 +678,11 @@ def _add_simulator(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     _flag(
         p,
-        "--dialect",
-        choices=["seed", "new-api"],
+        "--profile",
+        choices=["seed", "new-api", "new-api-legacy", "vidu"],
         default="seed",
-        help="answer as the endpoint document (seed) or as a new-api relay (default: seed)",
+        help="which kind of relay to answer as: the endpoint document (seed), new-api, "
+        "new-api before 2026-02 (new-api-legacy) or Vidu's own words (vidu) (default: seed)",
     )
     _flag(p, "--key", metavar="K", help="the only bearer key accepted (default: any key)")
     _flag(
@@ -713,7 +715,7 @@ def _cmd_simulator(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         # A fresh seed unless told: task ids of two simulator runs must not collide.
         seed=args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big"),
-        dialect=args.dialect,
+        profile=args.profile,
         fail_rate=args.fail_rate,
         rate_limit_per_minute=args.rate_limit,
         quota=args.quota,

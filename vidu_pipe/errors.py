@@ -7,7 +7,8 @@ into one of these, ``from`` the original, where it happens::
     ├── StoryboardError           bad input; carries every Problem found (exit 2)
     ├── UsageError                bad command line (exit 2)
     ├── ConfigError               no key, bad base URL, manifest locked or foreign (exit 3)
-    │   └── AuthError             the relay refused the key (401) (exit 3)
+    │   ├── AuthError             the relay refused the key (401, or 403 on a query) (exit 3)
+    │   └── RelayUnreachableError the relay never answered: wrong base URL, no network (exit 3)
     ├── ManifestError             the manifest cannot be read or written (exit 3)
     └── ApiError                  the relay answered with an error, or not at all
         ├── QuotaError            403: quota spent or key banned; stop creating
@@ -28,6 +29,7 @@ __all__ = [
     "ManifestError",
     "Problem",
     "QuotaError",
+    "RelayUnreachableError",
     "StoryboardError",
     "UsageError",
     "ViduPipeError",
@@ -110,7 +112,13 @@ class ConfigError(ViduPipeError):
 
 
 class AuthError(ConfigError):
-    """Raised when the relay refuses the key (401). It stops the whole run."""
+    """Raised when the relay refuses the key (401, or 403 on a query: a banned key).
+    It stops the whole run."""
+
+
+class RelayUnreachableError(ConfigError):
+    """Raised when the relay has not answered once in a run after a few tries: a wrong
+    base URL or no network, not a problem of one shot. It stops the whole run."""
 
 
 class ManifestError(ConfigError):

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vidu_pipe.errors import UsageError
+from vidu_pipe.failures import failure_advice
 from vidu_pipe.manifest.history import Restorable
 from vidu_pipe.manifest.store import Manifest, ManifestEntry
 from vidu_pipe.storyboard.model import Shot, Storyboard
@@ -56,6 +57,9 @@ class Step:
     adopted_from: str | None = None
     #: For ``restore``: the earlier result of this very request, from the cache.
     restore: Restorable | None = None
+    #: What to change before paying again, when the last failure says the same request is
+    #: likely to fail again (a content-review refusal).
+    advice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,8 @@ def decide(
             return Step(shot, "create", "forced", entry)
         return Step(shot, "skip", "up to date", entry)
     if entry.status == "failed":
-        return Step(shot, "create", "failed", entry)
+        advice = failure_advice(entry.error) if same else None
+        return Step(shot, "create", "failed", entry, advice=advice)
     return Step(shot, "create", entry.status, entry)
 
 

@@ -8,7 +8,7 @@ after a backoff; ``retry_after`` carries the relay's ``Retry-After`` in seconds:
     what happened                                create                   query
     ------------------------------------------   ----------------------   ---------------------
     2xx with a task object                       TaskState                TaskState
-    2xx, completed but no video URL              TaskState(in_progress)   ApiError(retryable)
+    2xx, completed but no video URL              TaskState(in_progress)   ApiError(no_video_url)
     2xx with garbage or no task id               AmbiguousCreateError     ApiError(retryable)
     2xx with an error envelope (code, data:null) AmbiguousCreateError     ApiError
     3xx (not followed: check the base URL)       ApiError                 ApiError
@@ -25,6 +25,8 @@ after a backoff; ``retry_after`` carries the relay's ``Retry-After`` in seconds:
     connect error, connect or pool timeout       ApiError(retryable)      ApiError(retryable)
     bad URL, unsupported scheme, bad header      ApiError                 ApiError
     read/write timeout or error, dropped answer  AmbiguousCreateError     ApiError(retryable)
+      or no whole answer within the deadline
+    answer nested deeper than 64 levels          AmbiguousCreateError     ApiError(retryable)
 
 (*) then the alias's answer, classified by this table, or ApiError when it is a 404 too.
 (**) exactly one of the two shapes this relay uses (SPEC §1): ``{"error": {"message": ...}}``
@@ -55,14 +57,14 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import hashlib
+import ipaddress
 import json
 import logging
 import math
 import os
 import re
 import secrets
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -71,10 +73,22 @@ from urllib.parse import quote, urlsplit
 
 import anyio
 import httpx
+import idna
 
 from vidu_pipe._version import __version__
 from vidu_pipe.constants import DEFAULT_BASE_URL
 from vidu_pipe.errors import AmbiguousCreateError, ApiError, AuthError, ConfigError, QuotaError
+from vidu_pipe.execution.answers import (
+    TaskState,
+    TaskStatus,
+    clean_text,
+    decode_json,
+    http_url,
+    is_relay_error_body,
+    json_error,
+    parse_task,
+    read_task,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -90,8 +104,6 @@ __all__ = [
 logger = logging.getLogger("vidu_pipe.execution.client")
 
 
-TaskStatus = Literal["queued", "in_progress", "completed", "failed"]
-
 _CREATE_ROUTE: Final = "v1/video/generations"
 _QUERY_ROUTE: Final = "v1/video/generations"
 _QUERY_ALIAS: Final = "v1/videos"
@@ -101,21 +113,6 @@ _Op = Literal["create", "query", "download"]
 # Visible ASCII only: anything else cannot travel in a header, and httpx would fail with an
 # exception that carries the whole value.
 _HEADER_SAFE: Final = re.compile(r"[\x21-\x7e]+")
-
-
-@dataclass(frozen=True, slots=True)
-class TaskState:
-    """One task as the relay last described it, in the four statuses of the spec.
-
-    ``video_url`` is set exactly when ``status`` is ``completed``, ``error`` exactly when it is
-    ``failed``; ``progress`` is 0–100 when the relay said, else None.
-    """
-
-    task_id: str
-    status: TaskStatus
-    progress: int | None
-    video_url: str | None
-    error: str | None
 
 
 _MIN_SCRUB = 8
@@ -157,21 +154,64 @@ def resolve_base_url(flag: str | None, env: Mapping[str, str] = os.environ) -> s
 def _normalise_base_url(value: str, *, source: str = "the base URL") -> str:
     text = value.strip()
     hint = "give an http(s) URL such as https://api.aijisu.cn"
+    # Never echo the text itself: a key pasted into it (``?k=sk-…``, ``user:sk-…@``) would be
+    # printed with the error.
+    shown = _shown_url(text)
     try:
         url = httpx.URL(text)
     except httpx.InvalidURL as exc:
-        raise ConfigError(f"{source} {text!r} is not a URL ({exc}); {hint}") from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError(f"{source} {text!r} is not an http(s) URL; {hint}")
+        raise ConfigError(f"{source} {shown} is not a URL ({exc}); {hint}") from None
+    host = url.raw_host.decode("ascii", "replace")
+    if url.scheme not in ("http", "https") or not host:
+        raise ConfigError(f"{source} {shown} is not an http(s) URL; {hint}")
     if url.userinfo:
         raise ConfigError(f"{source} must not carry a user name or password; {hint}")
     if url.query or url.fragment:
-        raise ConfigError(f"{source} {text!r} must not have a query or fragment; {hint}")
+        raise ConfigError(
+            f"{source} {shown} must not have a query or fragment (a key belongs in "
+            f"VIDU_API_KEY only); {hint}"
+        )
+    if url.port is not None and not 0 < url.port < 65536:
+        raise ConfigError(f"{source} {shown}: port {url.port} is not 1-65535; {hint}")
+    try:
+        # What the connection will do with the name; "xn--" and other broken IDNA labels
+        # would otherwise fail deep inside the socket layer on the first request.
+        idna.decode(host)
+    except (idna.IDNAError, UnicodeError, ValueError) as exc:
+        if not _is_ip(host):
+            raise ConfigError(
+                f"{source} {shown}: the host name is not valid ({exc}); {hint}"
+            ) from None
     path = url.path.rstrip("/")
     # OpenAI-style tools take the base with /v1; the routes here add it themselves.
     if path.lower().endswith("/v1"):
         path = path[:-3]
     return f"{url.scheme}://{url.netloc.decode('ascii')}{path}"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _shown_url(text: str) -> str:
+    """``text`` fit to print: scheme, host, port and path only, control characters escaped."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return "(not a URL)"
+    host = parts.hostname or ""
+    try:
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        port = ":" + parts.netloc.rpartition(":")[2]
+    if not parts.scheme and not host:
+        return "(not a URL)"
+    hidden = " (query not shown)" if parts.query or parts.fragment or "@" in parts.netloc else ""
+    return repr(clean_text(f"{parts.scheme}://{host}{port}{parts.path}")) + hidden
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -194,263 +234,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         when = when.replace(tzinfo=timezone.utc)
     current = now if now is not None else datetime.now(timezone.utc)
     return max(0.0, (when - current).total_seconds())
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading answers leniently (SPEC §1)
-
-
-def _words(status: TaskStatus, words: str) -> dict[str, TaskStatus]:
-    return dict.fromkeys(words.split(), status)
-
-
-def _paths(dotted: str) -> tuple[tuple[str | int, ...], ...]:
-    return tuple(
-        tuple(int(step) if step.isdigit() else step for step in path.split("."))
-        for path in dotted.split()
-    )
-
-
-# The spec's own words, new-api's (SUBMITTED, NOT_START, ...) and Vidu's (created, queueing, ...).
-_STATUS_WORDS: Final[Mapping[str, TaskStatus]] = {
-    **_words(
-        "queued",
-        "queued queue queueing queuing in_queue submitted not_start not_started pending created"
-        " waiting accepted scheduled",
-    ),
-    **_words("in_progress", "in_progress processing running started generating progress"),
-    **_words("completed", "completed complete success succeeded successful succeed done finished"),
-    **_words(
-        "failed",
-        "failed failure fail error errored cancelled canceled expired rejected aborted timeout"
-        " timed_out",
-    ),
-}
-
-# Where relays put the video URL, most specific first.
-_URL_PATHS: Final = _paths(
-    "video_url result_url url metadata.url metadata.video_url output.url output.video_url output"
-    " result.url result.video_url result data.video_url data.url data.result_url video.url video"
-    " videos.0.url videos.0.video_url videos.0 video_urls.0 creations.0.url outputs.0.url outputs.0"
-    " results.0.url results.0"
-)
-
-# Keys that say a task went wrong even without a status; "message" is not one of them, as
-# relays put "ok" there too.
-_ERROR_PATHS: Final = _paths("error fail_reason failure_reason error_message err_msg")
-_REASON_PATHS: Final = (*_ERROR_PATHS, *_paths("reason err_code message"))
-_ID_PATHS: Final = _paths("task_id id")
-_SUCCESS_CODES: Final = frozenset({"success", "ok", "0", "200"})
-_NO_REASON: Final = "the relay reported the task failed without a reason"
-
-
-def parse_task(data: object, *, task_id: str | None = None) -> TaskState:
-    """Read one decoded JSON answer about a task into a :class:`TaskState`.
-
-    Accepts the spec's plain object, the new-api wrapper ``{"code","message","data":{...}}``,
-    the OpenAI video object (URL in ``metadata.url``) and Vidu's own ``state`` words; the URL
-    is searched in the usual places. ``task_id``, when given, wins over the id in the answer
-    (it is the id the caller asked about). A status word not known here counts as
-    ``in_progress``, or as ``failed`` when the answer carries an error: relays add stage names,
-    and the scheduler's timeout bounds a task that never leaves one.
-
-    Raises :class:`ApiError` with ``retryable=True`` for garbage (not an object, neither status
-    nor id, no id at all) and for a completed task without a video URL; an error envelope
-    (``{"code":"task_not_exist","message":..,"data":null}`` or ``{"error":{...}}``) raises
-    :class:`ApiError` with its code, not retryable, as the same body with a 400 would.
-    """
-    return _parse_task(data, task_id=task_id, require_url=True)
-
-
-def _unchanged(text: str) -> str:
-    return text
-
-
-def _parse_task(
-    data: object,
-    *,
-    task_id: str | None,
-    require_url: bool,
-    scrub: Callable[[str], str] = _unchanged,
-) -> TaskState:
-    """:func:`parse_task`, with ``scrub`` applied to every text it returns or logs."""
-    if not isinstance(data, Mapping):
-        raise ApiError(f"the answer is {_kind(data)}, not a task object", retryable=True)
-    task: Mapping[str, Any] = data
-    if not _has_any(data, ("status", "state", "id", "task_id")):
-        inner = data.get("data")
-        if isinstance(inner, Mapping):
-            task = inner
-        else:
-            message, code = _json_error(data)
-            failed_code = code is not None and code.lower() not in _SUCCESS_CODES
-            if data.get("error") or failed_code:
-                raise ApiError(
-                    f"the relay answered with an error: {message or 'no message'}", code=code
-                )
-    places = (task, data) if task is not data else (task,)
-    found_id = _first(places, _ID_PATHS, _text)
-    raw_status = task.get("status") if task.get("status") is not None else task.get("state")
-    if raw_status is None and found_id is None:
-        raise ApiError("the answer has neither a status nor a task id", retryable=True)
-    tid = task_id or found_id
-    if not tid:
-        raise ApiError("the answer has no task id", retryable=True)
-
-    url = _first(places, _URL_PATHS, _http_url)
-    has_error = _first(places, _ERROR_PATHS, _reason_text) is not None
-    status: TaskStatus
-    if raw_status is None:
-        status = "completed" if url else "failed" if has_error else "queued"
-    else:
-        word = re.sub(r"[\s-]+", "_", str(raw_status).strip().lower())
-        known = _STATUS_WORDS.get(word)
-        if known is None:
-            status = "failed" if has_error else "in_progress"
-            logger.debug(
-                "task %s: unknown status %r read as %s",
-                scrub(tid),
-                scrub(str(raw_status)),
-                status,
-            )
-        else:
-            status = known
-    if status == "completed" and url is None:
-        if require_url:
-            raise ApiError(
-                f"task {tid} is completed but the answer has no video URL", retryable=True
-            )
-        status = "in_progress"
-
-    error = None
-    if status == "failed":
-        error = _first(places, _REASON_PATHS, _reason_text) or _NO_REASON
-    return TaskState(
-        # The id is never rewritten: it is what the next query asks for.
-        task_id=tid,
-        status=status,
-        progress=_progress(task.get("progress")),
-        video_url=scrub(url) if url is not None and status == "completed" else None,
-        error=None if error is None else scrub(error),
-    )
-
-
-def _kind(data: object) -> str:
-    if isinstance(data, list):
-        return "a JSON list"
-    if data is None:
-        return "null"
-    return f"a JSON {type(data).__name__}"
-
-
-def _has_any(data: Mapping[str, Any], keys: tuple[str, ...]) -> bool:
-    return any(data.get(key) is not None for key in keys)
-
-
-def _dig(obj: object, path: tuple[str | int, ...]) -> object:
-    for step in path:
-        if isinstance(step, str) and isinstance(obj, Mapping):
-            obj = obj.get(step)
-        elif isinstance(step, int) and isinstance(obj, list) and len(obj) > step:
-            obj = obj[step]
-        else:
-            return None
-    return obj
-
-
-def _first(
-    places: tuple[Mapping[str, Any], ...],
-    paths: tuple[tuple[str | int, ...], ...],
-    read: Callable[[object], str | None],
-) -> str | None:
-    """The first value ``read`` accepts at one of ``paths``, in the first place having one."""
-    for place in places:
-        for path in paths:
-            value = read(_dig(place, path))
-            if value is not None:
-                return value
-    return None
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
-
-
-def _http_url(value: object) -> str | None:
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return None
-    return text if parts.scheme.lower() in ("http", "https") and parts.netloc else None
-
-
-def _reason_text(value: object) -> str | None:
-    if isinstance(value, Mapping):
-        for key in ("message", "msg", "detail", "reason", "code", "type"):
-            text = _reason_text(value.get(key))
-            if text is not None:
-                return text
-        return None
-    if isinstance(value, float) and math.isfinite(value):
-        return str(value)
-    return _text(value)
-
-
-def _progress(value: object) -> int | None:
-    number: float
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip().removesuffix("%").strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    if not math.isfinite(number):
-        return None
-    # Truncated, not rounded: 99.6 is not done.
-    return max(0, min(100, int(number)))
-
-
-def _json_error(data: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """(message, code) from ``{"error":{"message","type","code"}}``, ``{"error":"text"}`` or
-    ``{"code","message","data":null}``."""
-    error = data.get("error")
-    if isinstance(error, Mapping):
-        message = _text(error.get("message")) or _text(error.get("msg"))
-        return message, _text(error.get("code")) or _text(error.get("type"))
-    message = (
-        _text(error)
-        or _text(data.get("message"))
-        or _text(data.get("msg"))
-        or _text(data.get("detail"))
-    )
-    return message, _text(data.get("code"))
-
-
-def _is_relay_error_body(data: Mapping[str, Any]) -> bool:
-    """Whether ``data`` is one of the relay's two error shapes (SPEC §1), not a gateway's JSON.
-
-    ``{"error": {"message": "...", ...}}`` (an object with a text message), or new-api's
-    ``{"code": ..., "message": ..., "data": null}`` (all three keys present, ``data`` null).
-    A bare ``{"message": ...}`` (AWS API Gateway) or ``{"Message": ...}`` is not one.
-    """
-    error = data.get("error")
-    if isinstance(error, Mapping):
-        return isinstance(error.get("message"), str)
-    return all(key in data for key in ("code", "message", "data")) and data["data"] is None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,9 +294,10 @@ class ViduClient:
     """Single attempts against the relay's task endpoint, over one ``httpx.AsyncClient``.
 
     ``api_key`` None sends no ``Authorization`` (the simulator needs none). ``transport``
-    replaces the network (``httpx.MockTransport``, an ASGI transport). Use it as an async
-    context manager, or call :meth:`aclose`. Raises :class:`ConfigError` for a base URL that is
-    not http(s) or a key that cannot be sent.
+    replaces the network (``httpx.MockTransport``, an ASGI transport). ``timeout`` bounds
+    connecting and each read; ``deadline`` (default twice ``timeout``) bounds a whole request
+    and its answer. Use it as an async context manager, or call :meth:`aclose`. Raises
+    :class:`ConfigError` for a base URL that is not http(s) or a key that cannot be sent.
     """
 
     def __init__(
@@ -523,6 +307,7 @@ class ViduClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
+        deadline: float | None = None,
     ) -> None:
         self._base_url = _normalise_base_url(base_url)
         if api_key is not None and not _HEADER_SAFE.fullmatch(api_key):
@@ -534,6 +319,10 @@ class ViduClient:
                 f"the HTTP timeout must be a positive number of seconds, not {timeout}"
             )
         self._api_key = api_key
+        #: The most one request and its whole answer may take (downloads excepted).
+        self._deadline = deadline if deadline is not None else 2 * timeout
+        if not (math.isfinite(self._deadline) and self._deadline > 0):
+            raise ConfigError(f"the request deadline must be positive, not {deadline}")
         self._query_route = _QUERY_ROUTE
         self._client = httpx.AsyncClient(
             transport=transport,
@@ -636,7 +425,7 @@ class ViduClient:
         left as it was. Errors are :class:`ApiError`; a local file error is an ``OSError``.
         """
         action = f"download {_safe_url(url)}"
-        if _http_url(url) is None:
+        if http_url(url) is None:
             raise ApiError(f"{action}: not an http(s) URL")
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -660,13 +449,16 @@ class ViduClient:
         return {} if self._api_key is None else {"Authorization": f"Bearer {self._api_key}"}
 
     def _scrub(self, text: str) -> str:
-        """``text`` without the key: relays may echo the token they refuse.
+        """``text`` without the key (relays may echo the token they refuse) and with its
+        control characters escaped (a relay's text must not drive the terminal).
 
         A key shorter than 8 characters is no real relay key (theirs are ``sk-`` and
         dozens of characters); replacing it everywhere would mangle ordinary words.
         """
         key = self._api_key
-        return text.replace(key, "***") if key and len(key) >= _MIN_SCRUB else text
+        if key and len(key) >= _MIN_SCRUB:
+            text = text.replace(key, "***")
+        return clean_text(text)
 
     def _read_task(
         self, response: httpx.Response, *, action: str, task_id: str | None
@@ -678,14 +470,17 @@ class ViduClient:
         """
         problem: ApiError
         try:
-            data = json.loads(response.content)
-            state = _parse_task(
+            data = decode_json(response.content)
+            state = read_task(
                 data, task_id=task_id, require_url=task_id is not None, scrub=self._scrub
             )
             # An id is never rewritten (the next query asks for it); one that carries the
-            # key would put the key into the manifest, so it is refused instead.
+            # key, or control characters, would put them into the manifest and onto the
+            # terminal, so it is refused instead.
             if self._scrub(state.task_id) != state.task_id:
-                raise ApiError("the answer's task id contains the API key; not recorded")
+                raise ApiError(
+                    "the answer's task id contains the API key or control characters; not recorded"
+                )
             return state
         except ValueError:  # not JSON (UnicodeDecodeError is one)
             problem = ApiError(
@@ -712,9 +507,20 @@ class ViduClient:
         content: bytes | None = None,
     ) -> httpx.Response:
         try:
-            return await self._client.request(method, url, headers=headers, content=content)
+            # A whole answer within the deadline: the read timeout alone never ends an answer
+            # trickled one byte at a time.
+            with anyio.fail_after(self._deadline):
+                return await self._client.request(method, url, headers=headers, content=content)
+        except TimeoutError:
+            late = httpx.ReadTimeout(f"no whole answer within {self._deadline:g} s")
+            raise self._map_transport_error(late, action=action, op=op) from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise self._map_transport_error(exc, action=action, op=op) from exc
+        except ValueError as exc:  # a host name the socket layer cannot encode (IDNA)
+            raise ApiError(
+                f"{action}: the request could not be sent ({type(exc).__name__}: "
+                f"{self._scrub(str(exc))})"
+            ) from None
 
     def _map_transport_error(self, exc: Exception, *, action: str, op: _Op) -> ApiError:
         """The project's error for an httpx exception raised while sending or reading."""
@@ -741,7 +547,7 @@ class ViduClient:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         transient = status in (408, 429) or status >= 500
         if response.is_redirect:
-            where = _safe_url(response.headers.get("Location", ""))
+            where = self._scrub(_safe_url(response.headers.get("Location", "")))
             raise ApiError(
                 f"{action}: HTTP {status} redirect to {where}; check the base URL",
                 status_code=status,
@@ -788,14 +594,14 @@ class ViduClient:
         :func:`_is_relay_error_body` count as the relay's body.
         """
         try:
-            data = json.loads(response.content)
+            data = decode_json(response.content)
         except ValueError:
             data = None
         if isinstance(data, Mapping):
-            message, code = _json_error(data)
+            message, code = json_error(data)
             if message is not None or code is not None:
                 text = message or response.reason_phrase or "no message"
-                relay_body = _is_relay_error_body(data)
+                relay_body = is_relay_error_body(data)
                 return self._scrub(text), code and self._scrub(code), relay_body
         return self._scrub(_text_summary(response)), None, False
 

@@ -1,53 +1,232 @@
-"""When to query a task next: few queries, yet completion seen soon after it happens.
+"""When to query a task next: few queries, completion seen soon, whatever the relay says.
 
-A Q3 task takes minutes; querying every 5 s would cost ~70 queries for a
-6-minute task. :class:`PollSchedule` instead:
+Relays report progress three ways (see the README's "Relays known to work"): rising with
+the work (the spec's simulator), fixed or stepped (new-api: ``10%`` submitted, ``30%`` for the
+whole generation, ``100%`` done) or not at all (Vidu's own API). :class:`PollSchedule` trusts
+progress only once it has seen it *move* with time, and stops trusting it for good when it
+goes backwards, stands still where it should have moved, or misses the finish it predicted.
+Then it aims by what it knows instead:
 
-1. starts at ``--poll-interval`` and lets the wait grow with the age of the
-   task's current phase (queued, then generating), doubling at most — the
-   growth starts again when the task starts generating; while queued it stops
-   growing at six intervals, so a short task behind a long queue is not missed
-   (a long queue costs one query per 30 s);
-2. once ``progress`` moves, estimates the finish from two readings (the rate
-   of progress) and waits until just before it, early by the uncertainty of
-   the estimate (progress is a whole percent); each reading is closer, so a
-   long task converges in a few queries. With one reading the start is not
-   known, so it takes a second reading within one interval;
-3. when the estimate is sharp (within 3% of the task's length) it aims just
-   after the expected finish, and if the task is not done there looks again
-   after 2% of its length — so completion is seen within ~5% of it.
+1. **Progress that moves** (two increasing readings while generating): estimate the finish
+   from the rate and query just before it, early by the uncertainty; once the estimate is
+   sharp, just after it, then every 2% of the task's length (completion seen within ~5%).
+2. **A learned pace** (:class:`PaceBook`): how long tasks of the same *kind* (model, duration,
+   aspect ratio, mode) took from create to done, in this run or in earlier ones. One look at
+   half of it (status for the display, early failures), then from just before the fastest
+   seen, every 2% of it, until just after the slowest; then the geometric rule below.
+3. **Nothing known**: the wait grows geometrically with the task's age (each query at 1.3×
+   the age of the one before), so completion is seen within 30% of the age and a task costs
+   a logarithmic number of queries. Tasks of one kind started together interleave their
+   queries (task *j* of a kind is shifted by a van der Corput fraction of one step), so
+   four of them together look at every 7% of their age; when one of them finishes, the pace
+   is learned and the others are asked promptly (:meth:`PollSchedule.wake`).
 
-It is a pure object (times in, delays out) so the policy can be tested and
-benchmarked without a clock.
+While queued, the wait stops growing at six intervals (a task behind a long queue may be short
+once it starts). Whatever a relay reports, three hard bounds hold: no two queries of a task
+closer than :data:`MIN_GAP` seconds apart, at most :data:`PER_MINUTE` queries of a task in any
+60 seconds, and past :data:`BUDGET` queries the wait is at least the task's age (so a task of
+30 minutes costs at most about 35 queries, whatever it answers). Nothing here raises to a
+power: steps are computed with logarithms, so no query count can overflow.
+
+It is a pure object (times in, delays out) so the policy can be tested and benchmarked
+without a clock; :class:`PaceBook` is the only state shared between a run's tasks, and
+:func:`load_pace` / :func:`save_pace` keep it between runs in ``.vidu-pipe/pace.json``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import json
+import math
+import os
+import statistics
+import tempfile
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
 
-__all__ = ["PollSchedule"]
+import anyio
+
+from vidu_pipe.execution.ratelimit import Clock
+
+__all__ = [
+    "BUDGET",
+    "MIN_GAP",
+    "PER_MINUTE",
+    "PaceBook",
+    "Pacer",
+    "PollSchedule",
+    "ProgressKind",
+    "kind_of",
+    "load_pace",
+    "pace_path",
+    "save_pace",
+]
+
+#: Closest two queries of one task may be, in seconds.
+MIN_GAP: Final = 0.2
+#: Most queries of one task in any 60 seconds.
+PER_MINUTE: Final = 20
+#: Queries after which each wait is at least the task's age (then three times it).
+BUDGET: Final = 30
+_LATE_BUDGET: Final = 34
 
 _QUEUED_CAP = 6
+#: Growth of the waits when nothing is known: each query at this multiple of the last one's age.
+_RATIO: Final = 1.3
+_LOG_RATIO: Final = math.log(_RATIO)
+#: The grid point from which steps grow 1.3x: where 30% of the age first reaches an interval.
+_KNEE: Final = math.ceil(1.0 / (_RATIO - 1.0)) - 1
+
+ProgressKind = Literal["none", "moving", "fixed", "backwards", "misleading"]
+
+
+def kind_of(request: Mapping[str, Any]) -> str:
+    """The kind of a request, for learning the relay's pace: model, duration, aspect ratio
+    and mode (text, image, first-last frame, reference)."""
+    if request.get("reference_image_urls"):
+        mode = "reference"
+    elif request.get("last_image"):
+        mode = "first-last"
+    elif request.get("image"):
+        mode = "image"
+    else:
+        mode = "text"
+    return (
+        f"{request.get('model')}/{request.get('duration')}s/"
+        f"{request.get('aspect_ratio') or 'default'}/{mode}"
+    )
+
+
+def _van_der_corput(n: int) -> float:
+    """0, 1/2, 1/4, 3/4, 1/8 …: any number of tasks spread evenly over one step."""
+    result, denominator = 0.0, 1.0
+    while n:
+        denominator *= 2
+        n, bit = divmod(n, 2)
+        result += bit / denominator
+    return result
+
+
+@dataclass
+class _Pace:
+    run: list[float] = field(default_factory=list)  # done ages seen in this run
+    history: tuple[float, float, int] | None = None  # (median, spread, runs) from earlier runs
+    members: int = 0
+    negatives: float = 0.0  # the oldest age at which a task of the kind was not done yet
+
+
+class PaceBook:
+    """What a run knows of how long each kind of task takes, from create to done.
+
+    ``history`` (from :func:`load_pace`) maps a kind to ``(median seconds, spread, count)``;
+    what this run sees wins over it. Times are run seconds.
+    """
+
+    def __init__(self, history: Mapping[str, tuple[float, float, int]] | None = None) -> None:
+        self._kinds: dict[str, _Pace] = {}
+        for kind, known in (history or {}).items():
+            self._kinds[kind] = _Pace(history=known)
+
+    def _get(self, kind: str) -> _Pace:
+        return self._kinds.setdefault(kind, _Pace())
+
+    def join(self, kind: str) -> float:
+        """A new task of ``kind``: its offset (a fraction of one geometric step)."""
+        pace = self._get(kind)
+        offset = _van_der_corput(pace.members)
+        pace.members += 1
+        return offset
+
+    def not_done(self, kind: str, age: float) -> None:
+        """A task of ``kind`` was asked at ``age`` and was not done."""
+        pace = self._get(kind)
+        pace.negatives = max(pace.negatives, age)
+
+    def done(self, kind: str, age: float, last_negative: float | None) -> None:
+        """A task of ``kind`` was seen done at ``age``; its own last query before was at
+        ``last_negative``. The finish lies between the latest "not done" of the kind (tasks
+        of one kind started together finish together) and ``age``: learn the middle."""
+        pace = self._get(kind)
+        lower = last_negative if last_negative is not None else 0.0
+        if pace.negatives < age:
+            lower = max(lower, pace.negatives)
+        pace.run.append((lower + age) / 2 if lower > 0 else age)
+
+    def expected(self, kind: str) -> tuple[float, float, float] | None:
+        """(fastest, typical, slowest) done age known for ``kind``, or None."""
+        pace = self._kinds.get(kind)
+        if pace is None:
+            return None
+        if pace.run:
+            return min(pace.run), statistics.median(pace.run), max(pace.run)
+        if pace.history is not None:
+            median, spread, _ = pace.history
+            return median - spread, median, median + spread
+        return None
+
+    def summary(self) -> dict[str, tuple[float, float, int]]:
+        """Every kind with something learned: (median, spread, count), history merged."""
+        out: dict[str, tuple[float, float, int]] = {}
+        for kind, pace in self._kinds.items():
+            if pace.run:
+                median = statistics.median(pace.run)
+                spread = (max(pace.run) - min(pace.run)) / 2
+                count = len(pace.run)
+                if pace.history is not None:
+                    # The past counts, but what was just seen weighs as much as up to ten runs.
+                    old, old_spread, old_count = pace.history
+                    w = min(old_count, 10)
+                    median = (old * w + median * count) / (w + count)
+                    spread = max(spread, old_spread if abs(old - median) < median else 0.0)
+                    count = min(old_count + count, 1000)
+                out[kind] = (median, spread, count)
+            elif pace.history is not None:
+                out[kind] = pace.history
+        return out
 
 
 @dataclass
 class PollSchedule:
-    """The polling policy for one task; feed it every answer, ask it for the next delay."""
+    """The polling policy for one task; feed it every answer, ask it for the next delay.
+
+    ``started`` is when the task was created (or resumed); ``offset`` its place among the
+    tasks of its kind (see :meth:`PaceBook.join`); ``pace`` what is known of its kind, as
+    (fastest, typical, slowest) seconds from create to done.
+    """
 
     interval: float
     started: float
+    offset: float = 0.0
+    pace: tuple[float, float, float] | None = None
     queries: int = 0
     _last_queued: float | None = None
     _first_running: float | None = None
     _samples: list[tuple[float, int]] | None = None
+    _readings: int = 0  # progress readings while generating
+    _last_progress: int | None = None
+    _untrusted: ProgressKind | None = None
     _aimed: bool = False
     _phase_queries: int = 0
     _phase_start: float | None = None
+    _last_query: float | None = None
+    _recent: deque[float] = field(default_factory=deque)
+    _woken: bool = False
+    _told_finish: tuple[float, float] | None = None
+    _half_looked: bool = False
+
+    # --- what the relay said ----------------------------------------------------------
 
     def observe(self, now: float, status: str, progress: int | None) -> None:
         """Record one answer: ``status`` is queued or in_progress."""
         self.queries += 1
         self._phase_queries += 1
+        self._last_query = now
+        self._recent.append(now)
+        while self._recent and self._recent[0] <= now - 60.0:
+            self._recent.popleft()
         if status == "queued":
             self._last_queued = now
             return
@@ -56,14 +235,89 @@ class PollSchedule:
             self._first_running = now
             self._phase_start = self._last_queued if self._last_queued is not None else self.started
             self._phase_queries = 1
-        if progress:
-            samples = self._samples if self._samples is not None else []
-            if not samples or progress > samples[-1][1]:
-                samples.append((now, progress))
-            self._samples = samples[-2:]
+        if progress is None:
+            return
+        self._check_progress(now, progress)
+        self._last_progress = progress
+        self._readings += 1
+        if self._untrusted is not None or not progress:
+            return
+        samples = self._samples if self._samples is not None else []
+        if not samples or progress > samples[-1][1]:
+            samples.append((now, progress))
+        self._samples = samples[-2:]
+        found = self._estimate() if len(self._samples) >= 2 else None
+        if found is not None:
+            finish, uncertainty = found
+            told = self._told_finish
+            slack = max(0.2 * (finish - self.started), 2 * self.interval)
+            if told is not None and finish > told[0] + told[1] + slack:
+                # Each reading puts the end further away than the last one allowed: progress
+                # that slows down as it is watched says nothing about the end.
+                self._untrusted = "misleading"
+            self._told_finish = (finish, uncertainty)
 
-    def estimate(self) -> tuple[float, float] | None:
-        """(expected finish, its uncertainty) from the progress readings, if any."""
+    def _check_progress(self, now: float, progress: int) -> None:
+        """Stop trusting progress that goes backwards, or stands where it should have moved."""
+        if self._untrusted is not None:
+            return
+        last = self._last_progress
+        if last is not None and progress < last:
+            self._untrusted = "backwards"
+            return
+        if last is not None and progress == last and self._samples:
+            found = self._rate()
+            t_last = self._samples[-1][0]
+            if found is not None and found * (now - t_last) >= 3.0:
+                # By its own rate it should have moved three points: it is a label, not a
+                # measurement (new-api's fixed 30%).
+                self._untrusted = "fixed"
+        found_estimate = self._estimate()
+        if found_estimate is not None:
+            finish, _ = found_estimate
+            length = self._length()
+            if now > finish + max(0.15 * length, 2 * self.interval):
+                self._untrusted = "misleading"  # it said done long ago; it is not
+
+    def wake(self, pace: tuple[float, float, float] | None) -> None:
+        """A task of the same kind finished: take the pace learned, and look again soon."""
+        if pace is not None:
+            self.pace = pace
+        self._woken = True
+
+    @property
+    def last_query(self) -> float | None:
+        """When the last answer saying "not done" came, if any."""
+        return self._last_query
+
+    @property
+    def progress_kind(self) -> ProgressKind:
+        """What the progress readings have been so far."""
+        if self._untrusted is not None:
+            return self._untrusted
+        if self._samples and len(self._samples) >= 2:
+            return "moving"
+        if self._readings >= 2:
+            return "fixed"
+        return "none"
+
+    # --- estimates --------------------------------------------------------------------
+
+    def _rate(self) -> float | None:
+        samples = self._samples
+        if not samples:
+            return None
+        t2, p2 = samples[-1]
+        if len(samples) >= 2:
+            t1, p1 = samples[-2]
+        else:
+            t1 = self._last_queued if self._last_queued is not None else self.started
+            p1 = 0
+        if t2 <= t1 or p2 <= p1:
+            return None
+        return (p2 - p1) / (t2 - t1)
+
+    def _estimate(self) -> tuple[float, float] | None:
         samples = self._samples
         if not samples:
             return None
@@ -83,25 +337,123 @@ class PollSchedule:
         uncertainty = remaining / moved + 1.0 / rate
         return t2 + remaining, uncertainty
 
-    def next_delay(self, now: float) -> float:
-        """Seconds to wait before the next query."""
-        if self.queries == 0:
+    def estimate(self) -> tuple[float, float] | None:
+        """(expected finish, its uncertainty) from progress that can be trusted, if any."""
+        if self._untrusted is not None:
+            return None
+        if self.pace is not None and len(self._samples or ()) < 2:
+            # One reading says little (new-api's fixed 30% looks like one); the pace learned
+            # says more until progress has been seen to move.
+            return None
+        return self._estimate()
+
+    def _length(self) -> float:
+        """The task's whole generating time, from the rate of its progress."""
+        samples = self._samples or []
+        if len(samples) >= 2:
+            (t1, p1), (t2, p2) = samples[-2], samples[-1]
+            return 100 * (t2 - t1) / max(p2 - p1, 1)
+        if not samples:
             return self.interval
-        phase_start = self._phase_start if self._phase_start is not None else self.started
-        age = max(now - phase_start, 0.0)
-        cap = max(age, self.interval)  # a wait at most doubles the phase's age
-        geometric = min(self.interval * 2.0 ** (self._phase_queries - 1), cap)
+        t2, p2 = samples[-1]
+        t1 = self._last_queued if self._last_queued is not None else self.started
+        return 100 * max(t2 - t1, 1e-9) / max(p2, 1)
+
+    # --- the next wait ----------------------------------------------------------------
+
+    def next_delay(self, now: float) -> float:
+        """Seconds to wait before the next query (after the hard bounds)."""
+        return self._bounded(now, self._wanted(now))
+
+    def _wanted(self, now: float) -> float:
+        if self.queries == 0 and self.pace is None:
+            return self._geometric(now, first=True)
+        if self._woken:
+            self._woken = False
+            if self.pace is None or now - self.started >= 0.97 * self.pace[0]:
+                return 0.0
+        if self.estimate() is not None:
+            return self._by_progress(now)
+        if self.pace is not None:
+            aimed = self._by_pace(now)
+            if aimed is not None:
+                return aimed
+        if self._first_running is None and self.queries:
+            # Still queued: the waits double (never beyond the task's age), and stop growing
+            # at six intervals (30 s by default): the task may be short once it starts.
+            age = max(now - self.started, self.interval)
+            doubled = self.interval * math.exp(min(self._phase_queries - 1, 40) * math.log(2))
+            return min(doubled, age, _QUEUED_CAP * self.interval)
+        return self._geometric(now)
+
+    def _grid(self, x: float) -> float:
+        """The age of point ``x`` of the grid every task of a kind shares: one interval apart
+        while that is more than 30% of the age, then 1.3x apart. Task *j* of a kind queries
+        at ``x = k + offset``, so the tasks' queries interleave at every age."""
+        if x <= _KNEE:
+            return self.interval * (1.0 + x)
+        return self.interval * (1.0 + _KNEE) * math.exp(min(x - _KNEE, 2000.0) * _LOG_RATIO)
+
+    def _grid_index(self, age: float) -> float:
+        knee = self.interval * (1.0 + _KNEE)
+        if age <= knee:
+            return age / self.interval - 1.0
+        return _KNEE + math.log(age / knee) / _LOG_RATIO
+
+    def _geometric(self, now: float, *, first: bool = False) -> float:
+        """To this task's next point on the kind's grid (see :meth:`_grid`): each query at
+        about 1.3x the age of the one before, at least one interval later, never more than
+        doubling the age."""
+        age = max(now - self.started, 0.0)
+        if first:
+            # Everyone's first look is one interval in (a short task with real progress
+            # needs it); the offsets interleave the queries from the second on.
+            return self.interval
+        k = math.ceil(self._grid_index(age + 0.5 * self.interval) - self.offset)
+        target = self._grid(k + self.offset)
+        return max(min(target - age, max(age, self.interval)), self.interval)
+
+    def _by_pace(self, now: float) -> float | None:
+        """Aim at the learned pace; None once the task is past the slowest known."""
+        assert self.pace is not None
+        fastest, typical, slowest = self.pace
+        age = now - self.started
+        # From just before the fastest seen (by 3%, or one interval for short tasks) to just
+        # after the slowest: a wide spread (tasks of one kind queue for different times) is
+        # covered in about six looks.
+        early = self.interval if fastest < 6 * self.interval else 0.03 * fastest
+        start = max(fastest - early - 0.5 * (slowest - fastest), 0.0)
+        end = 1.03 * slowest
+        step = max(
+            0.02 * typical, min(self.interval / 5, 0.05 * typical), MIN_GAP, (end - start) / 6
+        )
+        end += step
+        if age >= 2.0 * slowest + self.interval:
+            return None  # far slower than ever seen: something else is going on
+        if age >= end:
+            # Slower than any seen so far: keep looking, less often the further past.
+            return max(step, 0.2 * (age - start))
+        if age < start:
+            half = 0.5 * typical
+            if (
+                not self._half_looked
+                and age < half - self.interval
+                and typical > 24 * self.interval
+            ):
+                self._half_looked = True
+                return half - age
+            return start - age
+        return step
+
+    def _by_progress(self, now: float) -> float:
         found = self.estimate()
-        if found is None:
-            if self._first_running is None:
-                # Still queued: the task may be short once it starts, so the wait
-                # stops growing at six intervals (30 s by default).
-                geometric = min(geometric, _QUEUED_CAP * self.interval)
-            return max(self.interval, geometric)
+        assert found is not None
         finish, uncertainty = found
         samples = self._samples or []
-        total = max(self._length(), 1e-9)  # the task's length, from its rate
+        total = max(self._length(), 1e-9)
         remaining = finish - now
+        phase_start = self._phase_start if self._phase_start is not None else self.started
+        cap = max(now - phase_start, self.interval)  # a wait at most doubles the phase's age
         floor = min(self.interval / 5, 0.02 * total)
         if len(samples) < 2:
             # One reading: the start is only known to lie after the last "queued", so
@@ -119,12 +471,153 @@ class PollSchedule:
         early = remaining - uncertainty
         return max(floor, min(early if early > floor else remaining / 2, cap))
 
-    def _length(self) -> float:
-        """The task's whole generating time, from the rate of its progress."""
-        samples = self._samples or []
-        if len(samples) >= 2:
-            (t1, p1), (t2, p2) = samples[-2], samples[-1]
-            return 100 * (t2 - t1) / (p2 - p1)
-        t2, p2 = samples[-1]
-        t1 = self._last_queued if self._last_queued is not None else self.started
-        return 100 * max(t2 - t1, 1e-9) / p2
+    def _bounded(self, now: float, wanted: float) -> float:
+        """The hard bounds, whatever the policy wanted."""
+        delay = wanted if math.isfinite(wanted) else self.interval
+        if self._last_query is not None:
+            delay = max(delay, self._last_query + MIN_GAP - now)
+        if len(self._recent) >= PER_MINUTE:
+            delay = max(delay, self._recent[-PER_MINUTE] + 60.0 - now)
+        age = max(now - self.started, 0.0)
+        if self.queries >= _LATE_BUDGET:
+            delay = max(delay, 3.0 * age)
+        elif self.queries >= BUDGET:
+            delay = max(delay, age)
+        return max(delay, MIN_GAP if self.queries else 0.0, 1e-3)
+
+
+# --- the pace, kept between runs ------------------------------------------------------------
+
+_PACE_VERSION: Final = 1
+
+
+def pace_path(storyboard: Path) -> Path:
+    """Where the pace learned for ``storyboard``'s runs is kept: ``.vidu-pipe/pace.json``
+    beside it (the local cache folder; one small file of its own)."""
+    return storyboard.parent / ".vidu-pipe" / "pace.json"
+
+
+def load_pace(path: Path, base_url: str) -> dict[str, tuple[float, float, int]]:
+    """The pace learned at ``base_url`` in earlier runs; empty when the file is missing,
+    unreadable or corrupt (it is only a hint: a run without it polls as on a first run)."""
+    try:
+        if path.is_symlink():
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != _PACE_VERSION:
+        return {}
+    relays = data.get("relays")
+    kinds = relays.get(base_url) if isinstance(relays, dict) else None
+    if not isinstance(kinds, dict):
+        return {}
+    out: dict[str, tuple[float, float, int]] = {}
+    for kind, entry in kinds.items():
+        if not isinstance(entry, dict):
+            continue
+        seconds, spread, count = entry.get("seconds"), entry.get("spread", 0.0), entry.get("n", 1)
+        if (
+            isinstance(seconds, (int, float))
+            and isinstance(spread, (int, float))
+            and isinstance(count, int)
+            and not isinstance(count, bool)
+            and math.isfinite(seconds)
+            and math.isfinite(spread)
+            and 0 < seconds < 86400
+            and 0 <= spread < seconds
+            and count > 0
+        ):
+            out[str(kind)] = (float(seconds), float(spread), count)
+    return out
+
+
+def save_pace(path: Path, base_url: str, learned: Mapping[str, tuple[float, float, int]]) -> None:
+    """Merge ``learned`` into ``path`` for ``base_url``, atomically (a temporary file in the
+    same folder, fsynced, renamed over it). A failure to write is ignored: it is a hint."""
+    if not learned:
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError, RecursionError):
+        data = {}
+    if not isinstance(data, dict) or data.get("version") != _PACE_VERSION:
+        data = {}
+    relays = data.get("relays")
+    if not isinstance(relays, dict):
+        relays = {}
+    kinds = relays.get(base_url)
+    if not isinstance(kinds, dict):
+        kinds = {}
+    for kind, (seconds, spread, count) in learned.items():
+        kinds[kind] = {"seconds": round(seconds, 3), "spread": round(spread, 3), "n": count}
+    relays[base_url] = kinds
+    document = {"version": _PACE_VERSION, "relays": relays}
+    text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent.is_symlink():
+            return
+        fd, temp = tempfile.mkstemp(prefix=".pace.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+
+
+# --- a run's tasks, polled together ----------------------------------------------------------
+
+
+class Pacer:
+    """The polling of one run: a :class:`PaceBook`, a schedule per task, and the wake-ups.
+
+    When a task of a kind is seen done, the pace is learned and every task of that kind that
+    is waiting is woken (:meth:`sleep` returns early), so that tasks started together are
+    asked promptly once one of them finished.
+    """
+
+    def __init__(self, book: PaceBook, clock: Clock) -> None:
+        self.book = book
+        self.clock = clock
+        self._events: dict[str, anyio.Event] = {}
+        self.learned = False
+
+    def schedule(self, kind: str, interval: float, started: float) -> PollSchedule:
+        """A new task of ``kind`` created (or resumed) at ``started``."""
+        offset = self.book.join(kind)
+        return PollSchedule(interval, started=started, offset=offset, pace=self.book.expected(kind))
+
+    async def sleep(self, kind: str, schedule: PollSchedule, until: float) -> None:
+        """Sleep until run time ``until``, or less when a task of ``kind`` finishes meanwhile
+        and ``schedule``, given the pace learned, wants to look sooner."""
+        while True:
+            remaining = until - self.clock.now()
+            if remaining <= 0:
+                return
+            event = self._events.setdefault(kind, anyio.Event())
+            with anyio.move_on_after(remaining * self.clock.scale):
+                await event.wait()
+                schedule.wake(self.book.expected(kind))
+                now = self.clock.now()
+                until = min(until, now + schedule.next_delay(now))
+
+    def not_done(self, kind: str, schedule: PollSchedule, now: float) -> None:
+        """A task of ``kind`` answered and is not done."""
+        self.book.not_done(kind, now - schedule.started)
+
+    def done(self, kind: str, schedule: PollSchedule, now: float) -> None:
+        """A task of ``kind`` was seen completed at ``now``: learn, and wake its kind."""
+        last = schedule.last_query
+        self.book.done(
+            kind, now - schedule.started, None if last is None else last - schedule.started
+        )
+        self.learned = True
+        event = self._events.pop(kind, None)
+        if event is not None:
+            event.set()

@@ -23,6 +23,9 @@ creating and lets the running tasks finish.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -30,8 +33,11 @@ import os
 import random
 import signal
 import sys
+import tempfile
+import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -44,6 +50,7 @@ from vidu_pipe.errors import (
     AuthError,
     ConfigError,
     QuotaError,
+    RelayUnreachableError,
     ViduPipeError,
 )
 from vidu_pipe.events import (
@@ -66,14 +73,17 @@ from vidu_pipe.events import (
     Skipped,
     Waiting,
 )
+from vidu_pipe.execution import retry
+from vidu_pipe.execution.answers import NO_VIDEO_URL, is_data_uri
 from vidu_pipe.execution.client import TaskState, ViduClient
-from vidu_pipe.execution.polling import PollSchedule
+from vidu_pipe.execution.polling import PaceBook, Pacer, kind_of, load_pace, pace_path, save_pace
 from vidu_pipe.execution.ratelimit import Clock, CreateGate
+from vidu_pipe.failures import failure_advice
 from vidu_pipe.manifest.history import Cache, Result
 from vidu_pipe.manifest.store import Download, ManifestEntry, ManifestStore
 from vidu_pipe.planner import Plan, Step
 from vidu_pipe.storyboard.model import Shot
-from vidu_pipe.timestamps import utc_now
+from vidu_pipe.timestamps import parse_time, utc_now
 
 __all__ = ["RunOptions", "RunResult", "execute"]
 
@@ -85,6 +95,15 @@ _What = Literal["create", "query", "download"]
 
 #: Tries after which a relay that has not answered once in this run counts as unreachable.
 _UNREACHABLE_TRIES = 3
+#: Answers "completed" without a video after which a task is left for the next run.
+_NO_URL_ASKS = 3
+
+
+class _Again:
+    """What waiting returns when the task failed in a way worth one more create."""
+
+
+_AGAIN = _Again()
 
 
 @dataclass(frozen=True)
@@ -109,6 +128,8 @@ class RunOptions:
     #: Writes a placeholder clip of a shot to a path (simulated runs: their URLs hold
     #: no video, so the run makes one locally and keeps it in the cache).
     placeholder: Callable[[Shot, Path], None] | None = None
+    #: Keep the relay's pace between runs in ``.vidu-pipe/pace.json`` beside the storyboard.
+    learn_pace: bool = True
 
 
 @dataclass(frozen=True)
@@ -153,12 +174,6 @@ class _Tally:
     resumed: int = 0
 
 
-def _backoff(attempt: int, rng: random.Random, *, base: float = 1.0, cap: float = 60.0) -> float:
-    """Capped exponential backoff with jitter (half fixed, half random)."""
-    delay = min(cap, base * 2.0 ** (attempt - 1))
-    return delay * (0.5 + 0.5 * rng.random())
-
-
 class _Run:
     def __init__(
         self,
@@ -191,6 +206,11 @@ class _Run:
         self.stop_reason = "interrupted"
         self.shots_scope: anyio.CancelScope | None = None
         self.messages: list[str] = []
+        self.pace_file = pace_path(plan.storyboard.path)
+        history = load_pace(self.pace_file, client.base_url) if options.learn_pace else {}
+        self.pacer = Pacer(PaceBook(history), self.clock)
+        #: Creates again after a failure the relay called transient, per shot.
+        self.recreated: dict[str, int] = {}
 
     def emit(self, event: Event) -> None:
         self.emit_event(event)
@@ -211,6 +231,8 @@ class _Run:
                 rate=self.options.rate_per_minute,
             )
         )
+        # A request refused in content review last time is likely to be refused again.
+        self.messages += [f"{s.shot.id}: {s.advice}" for s in steps if s.advice]
         # Resumed tasks are already running at the relay: they take the first slots.
         ordered = sorted(
             steps, key=lambda s: {"resume": 0, "create": 1, "skip": 2, "restore": 2}[s.action]
@@ -224,13 +246,23 @@ class _Run:
                     for step in ordered:
                         tg.start_soon(self._drive, step)
             outer.cancel_scope.cancel()
+        if self.options.learn_pace and self.pacer.learned:
+            await anyio.to_thread.run_sync(
+                save_pace, self.pace_file, self.client.base_url, self.pacer.book.summary()
+            )
+        # In storyboard order, not in the order tasks happened to finish.
+        position = {step.shot.id: i for i, step in enumerate(steps)}
+
+        def ordered_ids(ids: list[str]) -> tuple[str, ...]:
+            return tuple(sorted(ids, key=lambda shot_id: position.get(shot_id, len(position))))
+
         result = RunResult(
-            completed=tuple(self.tally.completed),
-            failed=tuple(self.tally.failed),
-            not_started=tuple(self.tally.not_started),
-            skipped=tuple(self.tally.skipped),
-            restored=tuple(self.tally.restored),
-            running=tuple(self.tally.running),
+            completed=ordered_ids(self.tally.completed),
+            failed=ordered_ids(self.tally.failed),
+            not_started=ordered_ids(self.tally.not_started),
+            skipped=ordered_ids(self.tally.skipped),
+            restored=ordered_ids(self.tally.restored),
+            running=ordered_ids(self.tally.running),
             created=self.tally.created,
             resumed=self.tally.resumed,
             interrupted=self.interrupted,
@@ -281,7 +313,7 @@ class _Run:
                 "key refused"
                 if isinstance(error, AuthError)
                 else "relay unreachable"
-                if "cannot reach" in str(error)
+                if isinstance(error, RelayUnreachableError)
                 else "run stopped"
             )
         self.stopping = True
@@ -350,7 +382,17 @@ class _Run:
                     return None
                 entry = created
                 self.tally.tasks.add(shot.id)
-            return await self._wait(shot, entry)
+            resumed = step.action == "resume"
+            while True:
+                outcome = await self._wait(shot, entry, resumed=resumed)
+                resumed = False
+                if not isinstance(outcome, _Again):
+                    return outcome
+                # The relay called the failure transient (and refunds failed tasks): once more.
+                again = await self._create(shot, self.store.get(shot.id))
+                if again is None:
+                    return None
+                entry = again
 
     def _check_reachable(self, exc: ApiError, attempt: int) -> None:
         """A relay that never answered in this run, after a few tries, is a configuration
@@ -359,7 +401,7 @@ class _Run:
         if exc.status_code is not None:
             self.reached = True
         elif not self.reached and attempt >= _UNREACHABLE_TRIES:
-            raise ConfigError(
+            raise RelayUnreachableError(
                 f"cannot reach the relay at {self.client.base_url}: {exc.message} "
                 "(check --base-url / VIDU_BASE_URL and the network)"
             )
@@ -371,8 +413,12 @@ class _Run:
             )
         )
 
-    async def _back_off(self, shot: Shot, what: _What, attempt: int, exc: ApiError) -> None:
-        delay = _backoff(attempt, self.rng)
+    async def _back_off(
+        self, shot: Shot, what: _What, attempt: int, exc: ApiError, policy: retry.RetryPolicy
+    ) -> None:
+        delay, note = policy.wait(attempt, exc, self.rng, from_wire=self.clock.from_wire)
+        if note is not None:
+            self.messages.append(f"{shot.id}: {note}")
         self._retried(shot, what, attempt, exc, delay)
         await self.clock.sleep(delay)
 
@@ -384,6 +430,9 @@ class _Run:
         self.store.set(shot.id, entry.replace(status="failed", error=error, progress=None))
         self.tally.failed.append(shot.id)
         self.emit(Failed(shot=shot.id, task_id=entry.task_id, error=error))
+        advice = failure_advice(error)
+        if advice is not None:
+            self.messages.append(f"{shot.id}: {advice}")
 
     async def _create(self, shot: Shot, previous: ManifestEntry | None) -> ManifestEntry | None:
         cap = self.options.max_creates
@@ -449,15 +498,21 @@ class _Run:
                         f"{self.client.base_url} has no task endpoint (HTTP {exc.status_code} on "
                         "POST /v1/video/generations): check --base-url / VIDU_BASE_URL"
                     ) from None
-                if exc.retryable and attempt < self.options.create_attempts:
+                policy = replace(retry.CREATE, attempts=self.options.create_attempts)
+                if retry.create_may_retry(exc) and policy.more(attempt):
                     if exc.status_code == 429:
-                        hint = exc.retry_after
+                        hint = retry.capped_retry_after(exc.retry_after)
+                        if hint is not None and hint != exc.retry_after:
+                            self.messages.append(
+                                f"{shot.id}: the relay asked to wait {exc.retry_after:g} s; "
+                                f"waiting {hint:g} s at most"
+                            )
                         pause = self.gate.refused(
                             None if hint is None else self.clock.from_wire(hint)
                         )
                         self.emit(RateLimited(shot=shot.id, retry_after=round(pause, 2)))
                     else:
-                        await self._back_off(shot, "create", attempt, exc)
+                        await self._back_off(shot, "create", attempt, exc, policy)
                     continue
                 self.creates_reserved -= 1
                 self._fail(shot, base, exc.message)
@@ -468,34 +523,62 @@ class _Run:
             self.emit(Created(shot=shot.id, task_id=state.task_id, attempt=entry.attempts))
             return entry
 
-    async def _wait(self, shot: Shot, entry: ManifestEntry) -> str | None:
-        """Poll one task until it finishes, fails or times out; returns the video URL."""
+    async def _wait(
+        self, shot: Shot, entry: ManifestEntry, *, resumed: bool = False
+    ) -> str | _Again | None:
+        """Poll one task until it finishes, fails or times out; returns the video URL, or
+        ``_AGAIN`` when it failed in a way the relay calls transient (created once more)."""
         assert entry.task_id is not None
         task_id = entry.task_id
         start = self.clock.now()
         deadline = start + self.options.timeout
-        schedule = PollSchedule(self.options.poll_interval, started=start)
+        kind = kind_of(shot.request)
+        # A resumed task's age counts from its create, so that the pace learned applies
+        # (the stamp has whole seconds: only worth it for a task created in an earlier run).
+        created = start - (_age(entry.submitted_at) / self.clock.scale if resumed else 0.0)
+        schedule = self.pacer.schedule(kind, self.options.poll_interval, created)
         failures = 0
+        no_url = 0
         last: tuple[str, int | None] | None = None
         delay = schedule.next_delay(start)
         while True:
             now = self.clock.now()
-            await self.clock.sleep(min(delay, max(0.0, deadline - now)))
+            await self.pacer.sleep(kind, schedule, now + min(delay, max(0.0, deadline - now)))
             # At the deadline, one last query: the task may have finished meanwhile.
             last_chance = self.clock.now() >= deadline
             try:
                 state = await self.client.query(entry.task_id)
+            except QuotaError as exc:
+                # Quota is checked only when a task is created: a 403 on a query is a banned
+                # key, and every query will get the same. Stop (exit 3); tasks stay submitted.
+                raise AuthError(
+                    f"the relay refused the key on a query ({exc.message}): the key is banned "
+                    "or not allowed; check VIDU_API_KEY (submitted tasks resume next run)"
+                ) from None
             except ApiError as exc:
                 self._check_reachable(exc, failures + 1)
-                transient = exc.retryable or exc.status_code is None
+                if exc.code == NO_VIDEO_URL:
+                    no_url += 1
+                    if no_url >= _NO_URL_ASKS or last_chance:
+                        self._left_submitted(
+                            shot,
+                            entry,
+                            f"{exc.message}; asked {no_url} times; the task keeps its id and "
+                            "the next run asks again instead of paying again",
+                        )
+                        return None
+                transient = retry.query_may_retry(exc)
                 if last_chance and transient:
                     self._gave_up(shot, entry)
                     return None
                 if transient:
                     failures += 1
-                    delay = _backoff(failures, self.rng, base=1.0, cap=60.0)
-                    if exc.retry_after is not None:
-                        delay = max(delay, self.clock.from_wire(exc.retry_after))
+                    delay, note = retry.QUERY.wait(
+                        failures, exc, self.rng, from_wire=self.clock.from_wire
+                    )
+                    if note is not None:
+                        self.messages.append(f"{shot.id}: {note}")
+                    delay = max(delay, min(schedule.next_delay(self.clock.now()), 60.0))
                     self._retried(shot, "query", failures, exc, delay)
                     continue
                 error = f"querying task {entry.task_id} failed: {exc.message}"
@@ -510,14 +593,29 @@ class _Run:
             self.reached = True
             now = self.clock.now()
             if state.status == "completed":
+                self.pacer.done(kind, schedule, now)
+                if state.video_url is not None and is_data_uri(state.video_url):
+                    await self._inline_video(shot, entry, state, now - start)
+                    return None
                 return self._completed(shot, entry, state, now - start)
             if state.status == "failed":
-                self._fail(shot, entry, state.error or "the task failed (no reason given)")
+                error = state.error or "the task failed (no reason given)"
+                if retry.may_recreate(error, self.recreated.get(shot.id, 0)):
+                    self.recreated[shot.id] = self.recreated.get(shot.id, 0) + 1
+                    self.store.set(
+                        shot.id, entry.replace(status="failed", error=error, progress=None)
+                    )
+                    self._retried(
+                        shot, "create", self.recreated[shot.id], ApiError(error), delay=0.0
+                    )
+                    return _AGAIN
+                self._fail(shot, entry, error)
                 return None
             if last_chance:
                 self._gave_up(shot, entry)
                 return None
             schedule.observe(now, state.status, state.progress)
+            self.pacer.not_done(kind, schedule, now)
             if (state.status, state.progress) != last:
                 last = (state.status, state.progress)
                 entry = entry.replace(progress=state.progress)
@@ -531,6 +629,49 @@ class _Run:
                     )
                 )
             delay = schedule.next_delay(now)
+
+    async def _inline_video(
+        self, shot: Shot, entry: ManifestEntry, state: TaskState, took: float
+    ) -> None:
+        """A video sent as a ``data:`` URI: saved to ``DIR/ID.mp4`` when downloading, never
+        written into the manifest (it would hold the whole video)."""
+        assert state.video_url is not None
+        if self.options.download_dir is None:
+            self._left_submitted(
+                shot,
+                entry,
+                "the relay sent the video inline (a data: URI), which is not kept in the "
+                "manifest; run again with --download DIR to save it (the task keeps its id)",
+            )
+            return
+        dest = self._destination(shot)
+        try:
+            size, sha256 = await anyio.to_thread.run_sync(_save_data_uri, state.video_url, dest)
+        except (ValueError, OSError) as exc:
+            self._left_submitted(shot, entry, f"cannot save the inline video to {dest}: {exc}")
+            return
+        record = Download(path=_relative(dest, self.store.path.parent), size=size, sha256=sha256)
+        done = entry.replace(
+            status="completed",
+            video_url=None,
+            error=None,
+            progress=None,
+            finished_at=utc_now(),
+            download=record,
+        )
+        self.store.set(shot.id, done, durable=True)
+        self.tally.completed.append(shot.id)
+        assert entry.task_id is not None
+        # The video's only home is the file: say where it is (never the data: URI itself).
+        self.emit(
+            Completed(
+                shot=shot.id,
+                task_id=entry.task_id,
+                video_url=dest.resolve().as_uri(),
+                seconds=round(took, 1),
+            )
+        )
+        self.emit(Downloaded(shot=shot.id, path=str(dest), size=size, sha256=sha256))
 
     def _gave_up(self, shot: Shot, entry: ManifestEntry) -> None:
         self._left_submitted(
@@ -685,24 +826,34 @@ class _Run:
 
     async def _download(self, shot: Shot, url: str) -> None:
         dest = self._destination(shot)
-        for attempt in range(1, 4):
-            try:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                size, sha256 = await self.client.download(url, dest)
-                break
-            except ApiError as exc:
-                if exc.retryable and attempt < 3:
-                    await self._back_off(shot, "download", attempt, exc)
-                    continue
-                self._download_failed(
-                    shot,
-                    f"download failed: {exc.message} (video URLs expire after about 24 hours; "
-                    f"`--force --only {shot.id}` makes the video again)",
-                )
-                return
-            except OSError as exc:
-                self._download_failed(shot, f"cannot save {dest}: {exc.strerror or exc}")
-                return
+
+        async def once() -> tuple[int, str]:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            return await self.client.download(url, dest)
+
+        def told(attempt: int, exc: ApiError, delay: float, note: str | None) -> None:
+            self._retried(shot, "download", attempt, exc, delay)
+
+        try:
+            size, sha256 = await retry.retrying(
+                once,
+                policy=retry.DOWNLOAD,
+                may_retry=retry.download_may_retry,
+                sleep=self.clock.sleep,
+                rng=self.rng,
+                from_wire=self.clock.from_wire,
+                on_retry=told,
+            )
+        except ApiError as exc:
+            self._download_failed(
+                shot,
+                f"download failed: {exc.message} (video URLs expire after about 24 hours; "
+                f"`--force --only {shot.id}` makes the video again)",
+            )
+            return
+        except OSError as exc:
+            self._download_failed(shot, f"cannot save {dest}: {exc.strerror or exc}")
+            return
         entry = self.store.get(shot.id)
         if entry is not None:
             record = Download(
@@ -736,6 +887,42 @@ class _Run:
             if shot.id in done:
                 done.remove(shot.id)
         self.tally.failed.append(shot.id)
+
+
+def _age(stamp: str | None) -> float:
+    """Wall-clock seconds since a manifest time stamp (0 when missing, unreadable or ahead;
+    at most a day)."""
+    when = parse_time(stamp)
+    if when is None:
+        return 0.0
+    return min(max((datetime.now(timezone.utc) - when).total_seconds(), 0.0), 86400.0)
+
+
+def _save_data_uri(uri: str, dest: Path) -> tuple[int, str]:
+    """Decode a ``data:`` URI into ``dest`` atomically; (size, sha256). ValueError if bad."""
+    header, _, payload = uri.partition(",")
+    if ";base64" in header.lower():
+        try:
+            content = base64.b64decode(payload, validate=False)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"the data: URI is not valid base64 ({exc})") from None
+    else:
+        content = urllib.parse.unquote_to_bytes(payload)
+    if not content:
+        raise ValueError("the data: URI is empty")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(content)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return len(content), hashlib.sha256(content).hexdigest()
 
 
 def _file_matches(path: Path, size: int, sha256: str) -> bool:

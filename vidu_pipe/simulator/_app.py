@@ -1,7 +1,8 @@
-"""The simulated relay: its routes, checks, task lifecycle, faults and dialects."""
+"""The simulated relay: its routes, checks, task lifecycle, faults and relay profiles."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import hmac
 import json
@@ -26,7 +27,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from vidu_pipe.simulator._config import SimulatorConfig
-from vidu_pipe.simulator._engine import Phase, SimulatorStats, TaskTimes, _Scheduler, _Task
+from vidu_pipe.simulator._engine import Phase, Scheduler, SimulatorStats, Task, TaskTimes
 from vidu_pipe.simulator._transport import DROP_SIGNAL, DropFlavour, SimulatorTransport
 from vidu_pipe.simulator._video import sample_mp4
 from vidu_pipe.storyboard.schemas import request_issues
@@ -68,12 +69,39 @@ _FAIL_REASONS = (
     "an input image could not be fetched",
 )
 
-_NEW_API_STATUS: dict[Phase, str] = {
-    "submitted": "SUBMITTED",
-    "queued": "QUEUED",
-    "in_progress": "IN_PROGRESS",
-    "completed": "SUCCESS",
-    "failed": "FAILURE",
+# The same failures as Vidu's err_code words, which new-api passes on as fail_reason.
+_ERR_CODES = {
+    "the input did not pass content review": "CreationPolicyViolation",
+    "generation failed upstream, please retry": "SystemThrottling",
+    "an input image could not be fetched": "ImageFormatInvalid",
+}
+_IMAGE_REASON = "an input image could not be fetched"
+_TRANSIENT_REASON = "generation failed upstream, please retry"
+
+# new-api's status word and fixed progress per phase (relay/channel/task/taskcommon): the
+# first answer before its poller looked upstream is NOT_START/0%, Vidu's created/queueing
+# is SUBMITTED/10%, the whole generation is IN_PROGRESS/30%.
+_NEW_API_STATUS: dict[Phase, tuple[str, str]] = {
+    "submitted": ("NOT_START", "0%"),
+    "queued": ("SUBMITTED", "10%"),
+    "in_progress": ("IN_PROGRESS", "30%"),
+    "completed": ("SUCCESS", "100%"),
+    "failed": ("FAILURE", "100%"),
+}
+# new-api's OpenAI video object: NOT_START is "unknown" (ToVideoStatus), progress as a number.
+_OPENAI_STATUS: dict[Phase, tuple[str, int]] = {
+    "submitted": ("unknown", 0),
+    "queued": ("queued", 10),
+    "in_progress": ("in_progress", 30),
+    "completed": ("completed", 100),
+    "failed": ("failed", 100),
+}
+_VIDU_STATE: dict[Phase, str] = {
+    "submitted": "created",
+    "queued": "queueing",
+    "in_progress": "processing",
+    "completed": "success",
+    "failed": "failed",
 }
 
 _HEIGHTS = {"540p": 540, "720p": 720, "1080p": 1080}
@@ -126,7 +154,7 @@ class Simulator:
         self._task_rng = random.Random(f"{seed}:tasks")
         self._fault_rng = random.Random(f"{seed}:faults")
         self._id_rng = random.Random(f"{seed}:ids")
-        self._scheduler = _Scheduler(self.config.max_running)
+        self._scheduler = Scheduler(self.config.max_running)
         self._forced: dict[FaultRoute, deque[_Fault]] = {"create": deque(), "query": deque()}
         self._window: deque[float] = deque()
         self._bodies: list[dict[str, Any]] = []
@@ -302,7 +330,7 @@ class Simulator:
         if quota is not None and len(self._bodies) >= quota:
             return self._error(403)
         task = self._new_task(received, body, now)
-        return _Answer(200, self._job(task, now, base=""))
+        return _Answer(200, self._created(task, now))
 
     def _handle_query(
         self, authorization: str | None, task_id: str, base: str, *, alias: bool
@@ -422,8 +450,14 @@ class Simulator:
         code = code or default_code
         message = message or default_message
         body: dict[str, Any]
-        if self.config.dialect == "new-api":
+        profile = self.config.profile
+        if profile == "vidu":
+            body = {"code": status, "reason": code, "message": message}
+        elif profile != "seed" and status != 401:
             body = {"code": code, "message": message, "data": None}
+        elif profile != "seed":
+            # new-api's middleware refuses a key before the task code runs (shape A).
+            body = {"error": {"message": message, "type": "new_api_error", "code": ""}}
         else:
             error: dict[str, Any] = {"message": message, "type": kind, "code": code}
             if param is not None:
@@ -431,7 +465,7 @@ class Simulator:
             body = {"error": error}
         return _Answer(status, body, headers=dict(headers or {}), delay=delay)
 
-    def _new_task(self, received: dict[str, Any], body: dict[str, Any], now: float) -> _Task:
+    def _new_task(self, received: dict[str, Any], body: dict[str, Any], now: float) -> Task:
         cfg, rng = self.config, self._task_rng
         model, duration = body["model"], body["duration"]
         low, high = cfg.durations[model]
@@ -441,11 +475,17 @@ class Simulator:
         fails = rng.random() < cfg.fail_rate
         fail_point = rng.uniform(0.1, 0.9)
         reason = rng.choice(_FAIL_REASONS)
+        if reason == _IMAGE_REASON and not _has_images(body):
+            # A text-only shot has no input image to fetch.
+            reason = _TRANSIENT_REASON
+        if cfg.profile != "seed":
+            reason = _ERR_CODES.get(reason, reason)
+        inline = cfg.inline_rate > 0 and rng.random() < cfg.inline_rate
         if cfg.fail_marker in body["prompt"]:
             fails = True
             reason = "generation failed: the prompt carries the simulator's fail marker"
-        task = _Task(
-            id="task_" + "".join(self._id_rng.choices(_ID_ALPHABET, k=24)),
+        task = Task(
+            id=self._task_id(),
             seq=len(self._bodies),
             model=model,
             body=body,
@@ -456,27 +496,59 @@ class Simulator:
             run_time=run_time,
             fail_reason=reason if fails else None,
             fail_point=fail_point,
+            inline=inline,
         )
         self._scheduler.add(task)
         self._bodies.append(copy.deepcopy(received))
         self._create_times.append(now)
         return task
 
+    def _task_id(self) -> str:
+        """new-api's public ids are ``task_`` and 32 characters; legacy releases and Vidu
+        itself use Vidu's numeric id; the seed's are ``task_`` and 24 characters."""
+        profile = self.config.profile
+        if profile in ("new-api-legacy", "vidu"):
+            return str(880_000_000_000 + self._id_rng.randrange(100_000_000_000))
+        size = 32 if profile == "new-api" else 24
+        return "task_" + "".join(self._id_rng.choices(_ID_ALPHABET, k=size))
+
     # -- documents ---------------------------------------------------------------------
 
-    def _document(self, task: _Task, now: float, base: str, *, alias: bool) -> dict[str, Any]:
-        if self.config.dialect == "seed":
+    def _created(self, task: Task, now: float) -> dict[str, Any]:
+        """The answer to a create, as each kind of relay gives it."""
+        profile = self.config.profile
+        if profile == "seed":
+            return self._job(task, now, base="")
+        if profile == "vidu":
+            return self._vidu_created(task)
+        return {
+            "id": task.id,
+            "task_id": task.id,
+            "object": "video",
+            "model": task.model,
+            "status": "queued",
+            "progress": 0,
+            "created_at": self._unix(task.created),
+        }
+
+    def _document(self, task: Task, now: float, base: str, *, alias: bool) -> dict[str, Any]:
+        profile = self.config.profile
+        if profile == "seed":
             return self._job(task, now, base)
-        return self._openai_video(task, now, base) if alias else self._new_api_task(task, now, base)
+        if profile == "vidu":
+            return self._vidu_task(task, now, base)
+        if alias:
+            return self._openai_video(task, now, base)
+        return self._new_api_task(task, now, base, legacy=profile == "new-api-legacy")
 
     def _unix(self, simulated: float | None) -> int | None:
         return None if simulated is None else int(self._epoch + simulated)
 
-    def _video_url(self, task: _Task, base: str) -> str:
+    def _video_url(self, task: Task, base: str) -> str:
         return base.rstrip("/") + VIDEO_PATH.format(task_id=task.id)
 
-    def _job(self, task: _Task, now: float, base: str) -> dict[str, Any]:
-        """The seed dialect's task document (SPEC section 1)."""
+    def _job(self, task: Task, now: float, base: str) -> dict[str, Any]:
+        """The seed profile's task document (SPEC section 1)."""
         status = _seed_status(task.phase(now))
         doc: dict[str, Any] = {
             "id": task.id,
@@ -493,45 +565,127 @@ class Simulator:
             doc["error"] = {"message": task.fail_reason}
         return doc
 
-    def _new_api_task(self, task: _Task, now: float, base: str) -> dict[str, Any]:
-        """new-api's wrapper for ``GET /v1/video/generations/{id}``."""
-        phase = task.phase(now)
-        data = {
+    def _vidu_created(self, task: Task) -> dict[str, Any]:
+        """Vidu's own create answer (``responsePayload``)."""
+        body = task.body
+        return {
             "task_id": task.id,
-            "action": "generate",
-            "status": _NEW_API_STATUS[phase],
-            "progress": f"{task.progress(now)}%",
-            "result_url": self._video_url(task, base) if phase == "completed" else "",
-            "fail_reason": task.fail_reason if phase == "failed" else "",
+            "state": "created",
+            "model": "viduq3-pro" if task.model.startswith("viduq3p") else "viduq3-turbo",
+            "images": [],
+            "prompt": body.get("prompt", ""),
+            "duration": task.duration,
+            "seed": body.get("extra_body", {}).get("seed", 0),
+            "resolution": task.model.rsplit("-", 1)[-1],
+            "bgm": False,
+            "movement_amplitude": "auto",
+            "payload": "",
+            "off_peak": False,
+            "credits": 0,
+            "created_at": "2026-01-01T00:00:00.000000Z",
+        }
+
+    def _vidu_task(self, task: Task, now: float, base: str) -> dict[str, Any]:
+        """Vidu's own query answer (``taskResultResponse``): a state, no progress."""
+        phase = task.phase(now)
+        creations = []
+        if phase == "completed":
+            url = self._video_url(task, base)
+            creations.append(
+                {
+                    "id": f"{task.id}01",
+                    "url": url,
+                    "cover_url": url.replace(".mp4", ".jpeg"),
+                    "watermarked_url": url,
+                }
+            )
+        return {
+            "id": task.id,
+            "state": _VIDU_STATE[phase],
+            "err_code": task.fail_reason if phase == "failed" else "",
+            "credits": 20 if phase == "completed" else 0,
+            "payload": "",
+            "bgm": False,
+            "off_peak": False,
+            "creations": creations,
+        }
+
+    def _inline_video(self, task: Task) -> str:
+        data = base64.b64encode(sample_mp4(task.duration, task.aspect_ratio)).decode("ascii")
+        return f"data:video/mp4;base64,{data}"
+
+    def _new_api_task(self, task: Task, now: float, base: str, *, legacy: bool) -> dict[str, Any]:
+        """new-api's wrapper for ``GET /v1/video/generations/{id}``: TaskDto around Vidu's
+        own last answer. Legacy releases have no ``result_url``: a success's URL is stored
+        in ``fail_reason`` (the column is reused)."""
+        phase = task.phase(now)
+        status, progress = _NEW_API_STATUS[phase]
+        url = self._video_url(task, base) if phase == "completed" else ""
+        fail_reason = task.fail_reason if phase == "failed" else ""
+        data: dict[str, Any] = {
+            "task_id": task.id,
+            "action": "referenceGenerate"
+            if task.body.get("reference_image_urls")
+            else "generate"
+            if task.body.get("image")
+            else "textGenerate",
+            "status": status,
+            "fail_reason": fail_reason,
             "submit_time": self._unix(task.created),
             "start_time": self._unix(task.started) or 0,
             "finish_time": self._unix(task.finished) or 0,
+            "progress": progress,
+            "data": self._vidu_task(task, now, base)
+            if phase != "submitted"
+            else self._vidu_created(task),
         }
+        if legacy:
+            if phase == "completed" and task.inline:
+                # The upstream answered with the video itself (as Vertex does): no URL at all.
+                inline = self._inline_video(task)
+                data["fail_reason"] = inline
+                data["data"] = {"state": "success", "url": inline, "creations": []}
+            elif phase == "completed":
+                data["fail_reason"] = url
+        else:
+            data = {
+                "id": task.seq + 1,
+                "created_at": self._unix(task.created),
+                "updated_at": self._unix(now),
+                **data,
+                "platform": "52",
+                "user_id": 1,
+                "group": "default",
+                "channel_id": 1,
+                "quota": 250000,
+                "properties": {"input": "", "origin_model_name": task.model},
+            }
+            if url:
+                data["result_url"] = url
         return {"code": "success", "message": "", "data": data}
 
-    def _openai_video(self, task: _Task, now: float, base: str) -> dict[str, Any]:
-        """new-api's OpenAI video object for ``GET /v1/videos/{id}``; the URL is in metadata."""
+    def _openai_video(self, task: Task, now: float, base: str) -> dict[str, Any]:
+        """new-api's OpenAI video object for ``GET /v1/videos/{id}`` (``ConvertToOpenAIVideo``):
+        the URL in ``metadata.url``; ``completed_at`` is the row's update time, present even
+        while the task runs; ``model`` is empty."""
         phase = task.phase(now)
-        ttl = self.config.video_ttl
-        done = phase == "completed" and task.finished is not None
-        return {
+        status, progress = _OPENAI_STATUS[phase]
+        doc: dict[str, Any] = {
             "id": task.id,
             "object": "video",
-            "model": task.model,
-            "status": _seed_status(phase),
-            "progress": task.progress(now),
+            "model": "",
+            "status": status,
+            "progress": progress,
             "created_at": self._unix(task.created),
-            "completed_at": self._unix(task.finished) if done else None,
-            "expires_at": self._unix(task.finished + ttl)
-            if done and ttl is not None and task.finished is not None
-            else None,
+            "completed_at": self._unix(now),
             "seconds": str(task.duration),
             "size": _size(task.model, task.aspect_ratio),
-            "error": {"code": "generation_failed", "message": task.fail_reason}
-            if phase == "failed"
-            else None,
-            "metadata": {"url": self._video_url(task, base)} if done else {},
         }
+        if phase == "completed":
+            doc["metadata"] = {"url": self._video_url(task, base)}
+        elif phase == "failed":
+            doc["error"] = {"message": task.fail_reason, "code": task.fail_reason}
+        return doc
 
 
 class _CutShortResponse(Response):
@@ -619,3 +773,7 @@ def _retry_after(seconds: float) -> str:
     if seconds >= 1:
         return str(math.ceil(seconds))
     return f"{max(math.ceil(seconds * 1000), 1) / 1000:g}"
+
+
+def _has_images(body: dict[str, Any]) -> bool:
+    return bool(body.get("image") or body.get("last_image") or body.get("reference_image_urls"))

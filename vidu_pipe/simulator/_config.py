@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -11,10 +12,33 @@ from typing import Literal
 from vidu_pipe.errors import ConfigError
 from vidu_pipe.storyboard.schemas import MODELS
 
-__all__ = ["DEFAULT_DURATIONS", "DIALECTS", "Dialect", "SimulatorConfig"]
+__all__ = [
+    "DEFAULT_DURATIONS",
+    "PROFILES",
+    "PROFILE_ENV",
+    "Profile",
+    "SimulatorConfig",
+    "profile_from_env",
+]
 
-Dialect = Literal["seed", "new-api"]
-DIALECTS: tuple[Dialect, ...] = ("seed", "new-api")
+#: The kinds of relay the simulator can answer as (see the README's "The simulator").
+Profile = Literal["seed", "new-api", "new-api-legacy", "vidu"]
+PROFILES: tuple[Profile, ...] = ("seed", "new-api", "new-api-legacy", "vidu")
+#: The environment variable that picks the profile of ``run --simulate``'s simulator.
+PROFILE_ENV = "VIDU_PIPE_SIM_PROFILE"
+
+
+def profile_from_env(env: Mapping[str, str] = os.environ) -> Profile:
+    """The profile named by ``VIDU_PIPE_SIM_PROFILE`` (default ``seed``); ConfigError if
+    it names none."""
+    value = env.get(PROFILE_ENV, "").strip() or "seed"
+    for profile in PROFILES:
+        if value == profile:
+            return profile
+    raise ConfigError(
+        f"{PROFILE_ENV}={value!r} is no simulator profile; use one of {', '.join(PROFILES)}"
+    )
+
 
 # Seconds a 5-second clip spends generating, low to high. Shaped like the real
 # service: Q3 takes about 2-6 minutes, Turbo is faster than Pro, 1080p slower
@@ -45,9 +69,17 @@ class SimulatorConfig:
     seed and one sequence of requests always give the same faults and tasks.
 
     - ``key``: the bearer key to require; None accepts any or no key.
-    - ``dialect``: ``"seed"`` answers as SPEC section 1; ``"new-api"`` answers queries
-      as the open-source new-api relay does (a ``{"code","message","data"}`` wrapper,
-      and an OpenAI video object on ``/v1/videos/{id}``).
+    - ``profile``: the kind of relay answered as. ``"seed"``: SPEC section 1 (progress that
+      rises with the work, ``video_url``). ``"new-api"``: the open-source new-api relay (the
+      ``{"code","message","data"}`` wrapper with ``NOT_START``/``SUBMITTED``/``IN_PROGRESS``,
+      progress fixed at ``"10%"`` queued and ``"30%"`` for the whole generation,
+      ``result_url``, Vidu's own answer under ``data``; an OpenAI video object with
+      ``metadata.url`` on ``/v1/videos/{id}``). ``"new-api-legacy"``: its releases before
+      2026-02 (Vidu's numeric task ids, no ``result_url``: the success URL sits in
+      ``fail_reason``). ``"vidu"``: Vidu's own words (``state``: created, queueing,
+      processing, success, failed; no progress; ``creations[0].url``).
+    - ``inline_rate``: share of successes whose video comes as a ``data:`` URI (new-api-legacy
+      only: in ``fail_reason``), to exercise clients.
     - ``fail_rate``: share of tasks that fail; a prompt containing ``fail_marker`` always fails.
     - ``max_running``: tasks of the account generating at once; the rest stay queued.
     - ``rate_limit_per_minute``: creates admitted in any 60 simulated seconds; more get 429.
@@ -72,7 +104,8 @@ class SimulatorConfig:
     key: str | None = field(default=None, repr=False)
     time_scale: float = 1.0
     seed: int = 0
-    dialect: Dialect = "seed"
+    profile: Profile = "seed"
+    inline_rate: float = 0.0
     fail_rate: float = 0.0
     fail_marker: str = "[[fail]]"
     max_running: int = 5
@@ -95,9 +128,10 @@ class SimulatorConfig:
         problems: list[str] = []
         if not (math.isfinite(self.time_scale) and self.time_scale > 0):
             problems.append(f"time_scale must be a positive number, not {self.time_scale}")
-        if self.dialect not in DIALECTS:
-            problems.append(f"dialect must be one of {', '.join(DIALECTS)}, not {self.dialect!r}")
+        if self.profile not in PROFILES:
+            problems.append(f"profile must be one of {', '.join(PROFILES)}, not {self.profile!r}")
         for name in (
+            "inline_rate",
             "fail_rate",
             "create_error_rate",
             "query_error_rate",

@@ -14,13 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["SimulatorStats", "TaskTimes"]
+__all__ = ["Phase", "Scheduler", "SimulatorStats", "Task", "TaskTimes"]
 
 Phase = Literal["submitted", "queued", "in_progress", "completed", "failed"]
 
 
 @dataclass
-class _Task:
+class Task:
+    """One simulated task: its request, its fate and its times (simulated seconds)."""
+
     id: str
     seq: int
     model: str
@@ -34,6 +36,7 @@ class _Task:
     fail_point: float  # share of run_time after which a failing task fails
     started: float | None = None
     finished: float | None = None
+    inline: bool = False  # the video is answered as a data: URI (new-api-legacy)
 
     @property
     def busy_for(self) -> float:
@@ -58,18 +61,18 @@ class _Task:
         return min(99, max(1, math.floor(100 * share)))
 
 
-class _Scheduler:
+class Scheduler:
     """At most ``max_running`` tasks generate at once; the rest wait in arrival order."""
 
     def __init__(self, max_running: int) -> None:
         self.max_running = max_running
-        self.tasks: dict[str, _Task] = {}
-        self._waiting: list[tuple[float, int, _Task]] = []
-        self._running: list[_Task] = []
+        self.tasks: dict[str, Task] = {}
+        self._waiting: list[tuple[float, int, Task]] = []
+        self._running: list[Task] = []
         self._clock = 0.0  # time of the last event replayed
         self.peak_running = 0
 
-    def add(self, task: _Task) -> None:
+    def add(self, task: Task) -> None:
         self.tasks[task.id] = task
         heapq.heappush(self._waiting, (task.ready, task.seq, task))
 
@@ -102,7 +105,7 @@ class _Scheduler:
             return
 
 
-def _end(task: _Task) -> float:
+def _end(task: Task) -> float:
     assert task.started is not None
     return task.started + task.busy_for
 

@@ -39,8 +39,8 @@ def serve(
     server = uvicorn.Server(_uvicorn_config(sim, host, port, log_level=log_level, access_log=True))
     cfg = sim.config
     logging.getLogger("uvicorn.error").info(
-        "vidu-pipe simulator (dialect %s, time scale %g, %s) on %s (press CTRL+C to quit)",
-        cfg.dialect,
+        "vidu-pipe simulator (profile %s, time scale %g, %s) on %s (press CTRL+C to quit)",
+        cfg.profile,
         cfg.time_scale,
         "key required" if cfg.key is not None else "any key",
         _url(host, sock.getsockname()[1]),

@@ -81,6 +81,7 @@ def format_table(the_plan: Plan, manifest_path: Path, *, width: int = 100) -> st
     out += [line(row, step.shot.prompt) for row, step in zip(rows, steps, strict=True)]
     out.append("")
     out += _summary(the_plan)
+    out += [f"warning: {s.shot.id}: {s.advice}" for s in steps if s.advice]
     return "\n".join(out) + "\n"
 
 
