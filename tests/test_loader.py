@@ -372,3 +372,96 @@ def test_unreadable_paths_are_problems(
     path = tmp_path / "nope.yaml" if kind == "missing" else tmp_path
     assert main(["validate", str(path)]) == 2
     assert f"{path}:" in capsys.readouterr().out
+
+
+# --- numbers no field can use: located problems, never a crash (issue 10, items 9-10) ---
+
+HUGE = "9" * 5000
+BOARD = (
+    "version: 1\n"
+    "defaults: {model: viduq3p-720p, duration: 5}\n"
+    "{run}"
+    "shots:\n"
+    "  - id: a\n"
+    "    prompt: x\n"
+    "{shot}"
+)
+
+
+def _board(tmp_path: Path, *, run: str = "", shot: str = "") -> Path:
+    path = tmp_path / "b.yaml"
+    path.write_text(BOARD.replace("{run}", run).replace("{shot}", shot), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "run", "status"])
+def test_a_5000_digit_integer_is_a_located_problem_in_every_command(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _board(tmp_path, shot=f"    seed: {HUGE}\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = [command, str(path)] + (["--simulate"] if command == "run" else [])
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert f"{path}:6:5: shot 'a': seed: " in text
+    assert "more than 300 digits" in text
+    assert "Traceback" not in text and "4300" not in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("written", "where"),
+    [
+        (f"seed: {HUGE}", "seed"),
+        (f"seed: 0x{'f' * 5000}", "seed"),
+        (f"seed: !!int {HUGE}", "seed"),
+        (f"vars: {{n: {HUGE}}}", "vars.n"),
+        (f"tags: [{HUGE}]", "tags.0"),
+        ("duration: 1e999", "duration"),
+        ("seed: .nan", "seed"),
+        ("duration: !!float .inf", "duration"),
+    ],
+    ids=["int", "hex", "tagged", "in-vars", "in-tags", "1e999", "nan", "tagged-inf"],
+)
+def test_unusable_numbers_in_a_shot(written: str, where: str, tmp_path: Path) -> None:
+    path = _board(tmp_path, shot=f"    {written}\n")
+    with pytest.raises(StoryboardError) as info:
+        load(path)
+    [problem] = info.value.problems  # one cause, one problem (not also "must be a number")
+    assert (problem.line, problem.shot, problem.field) == (6, "a", where)
+    assert problem.hint == "quote it if it is meant as text"
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        "{poll_interval: .nan}",
+        "{timeout: .nan}",
+        "{timeout: .inf}",
+        "{poll_interval: -.Inf}",
+        "{timeout: 1e400}",
+        "{rate_per_minute: .NaN}",
+        f"{{max_creates: {HUGE}}}",
+    ],
+    ids=["poll-nan", "timeout-nan", "timeout-inf", "poll-minus-inf", "1e400", "rate-nan", "huge"],
+)
+def test_nan_and_infinity_refused_in_run_settings(
+    run: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _board(tmp_path, run=f"run: {run}\n")
+    assert main(["validate", str(path)]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith(f"{path}:3:"), out
+    assert "run." in out and ("NaN" in out or "infinity" in out or "digits" in out)
+
+
+def test_a_huge_number_as_a_key_is_just_text() -> None:
+    # (a key that long must be written as an explicit "? key")
+    assert parse_yaml(f"? {HUGE}\n: a\n.nan: b\n").data == {HUGE: "a", ".nan": "b"}
+
+
+def test_small_exotic_numbers_still_load() -> None:
+    assert value_of("1e-400") == 0.0
+    assert value_of("0x" + "f" * 200) == int("f" * 200, 16)
+    assert value_of("9" * 300) == int("9" * 300)

@@ -18,10 +18,19 @@ written        YAML 1.1     here (YAML 1.2 core schema, which is what people mea
 So this module walks the libyaml event stream itself (iteratively, so depth is
 only bounded by ``MAX_DEPTH``), resolves plain scalars by the YAML 1.2 core
 schema, counts every node an alias expands to, and records positions.
+
+Numbers that no field can use are refused where they are written, not where they
+would crash later: ``.nan`` and ``.inf`` (and ``1e999``, which is infinity), which
+pass every ``minimum`` of a JSON Schema and would make a run poll without pause or
+never give up; and integers of more than ``MAX_INT_DIGITS`` digits, which Python
+refuses to print and which overflow any float. Those are *soft* problems: the value
+is kept as the text written, the problem is recorded in ``Document.issues``, and
+validation goes on, so that every problem of a file is reported in one pass.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,13 +41,25 @@ import yaml
 
 from vidu_pipe.errors import Problem, StoryboardError
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "Document", "load_document", "parse_yaml"]
+__all__ = [
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "MAX_INT_DIGITS",
+    "Document",
+    "LoadIssue",
+    "load_document",
+    "parse_yaml",
+]
 
 MAX_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 64
 #: Aliases may repeat structure, but never past this many nodes in all
 #: (plus a little per byte of input, so big honest files are never refused).
 MAX_NODES = 250_000
+#: Longest integer accepted. No field takes more than 10 digits; this bound keeps every
+#: integer printable (Python refuses past 4300 digits) and convertible to a float.
+MAX_INT_DIGITS = 300
+_MAX_INT_BITS = 996  # 2**996 < 10**300: the same bound for 0x and 0o integers
 
 Path_ = tuple[str | int, ...]
 
@@ -59,6 +80,15 @@ _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
 
 
 @dataclass(frozen=True)
+class LoadIssue:
+    """A value that parsed but cannot be used (a NaN, a 400-digit integer): where and why."""
+
+    path: Path_
+    message: str
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
 class Document:
     """A loaded YAML file: its value and where each part of it was written.
 
@@ -69,6 +99,8 @@ class Document:
     file: str
     data: Any
     positions: dict[Path_, tuple[int, int]] = field(repr=False)
+    #: Soft problems: the document is usable, but not valid.
+    issues: tuple[LoadIssue, ...] = ()
 
     def locate(self, path: Path_) -> tuple[int, int]:
         """The position of ``path``, or of its nearest written ancestor."""
@@ -88,6 +120,13 @@ class _YamlProblem(Exception):
         self.hint = hint
 
 
+class _BadNumber(Exception):
+    """A scalar that reads as a number no storyboard can use."""
+
+
+_NUMBER_HINT = "quote it if it is meant as text"
+
+
 def _pos(mark: Any) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
 
@@ -98,17 +137,22 @@ def _resolve_plain(text: str) -> object:
     if _BOOL.match(text):
         return text.lower() == "true"
     if _INT10.match(text):
+        if len(text.lstrip("+-").lstrip("0")) > MAX_INT_DIGITS:
+            raise _BadNumber(f"a whole number of more than {MAX_INT_DIGITS} digits")
         return int(text, 10)
-    if _INT8.match(text):
-        return int(text[2:], 8)
-    if _INT16.match(text):
-        return int(text[2:], 16)
+    if _INT8.match(text) or _INT16.match(text):
+        value = int(text[2:], 8 if text[1] == "o" else 16)
+        if value.bit_length() > _MAX_INT_BITS:
+            raise _BadNumber(f"a whole number of more than {MAX_INT_DIGITS} digits")
+        return value
     if _FLOAT.match(text):
-        return float(text)
-    if _INF.match(text):
-        return float("-inf") if text.startswith("-") else float("inf")
-    if _NAN.match(text):
-        return float("nan")
+        number = float(text)
+        if math.isinf(number):
+            raise _BadNumber(f"{text} is too large for a number (it reads as infinity)")
+        return number
+    if _INF.match(text) or _NAN.match(text):
+        # JSON has neither; every `minimum` of a schema lets NaN through.
+        raise _BadNumber(f"{text} is not a number a storyboard can use (no NaN or infinity)")
     return text
 
 
@@ -162,7 +206,10 @@ _MERGE = object()
 def _key_text(event: Any) -> object:
     if event.tag in (None, "!") and event.implicit[0] and not event.style and event.value == "<<":
         return _MERGE
-    value = _scalar(event)
+    try:
+        value = _scalar(event)
+    except _BadNumber:
+        return event.value
     # Mapping keys are always text (JSON has no other kind): ``1:`` and ``on:`` mean
     # the keys "1" and "on", as written.
     return event.value if not isinstance(value, str) else value
@@ -217,6 +264,7 @@ def _parse(text: str, file: str) -> Document:
     seen_document = False
     # Anchors whose frame is still open: an alias to them would be recursive.
     open_anchors: set[str] = set()
+    issues: list[LoadIssue] = []
 
     def child_path(frame: _Frame) -> Path_:
         if isinstance(frame.value, list):
@@ -295,7 +343,12 @@ def _parse(text: str, file: str) -> Document:
             )
 
         if isinstance(event, yaml.ScalarEvent):
-            value = _scalar(event)
+            try:
+                value = _scalar(event)
+            except _BadNumber as exc:
+                value = event.value  # kept as written, so the rest can still be checked
+                here = child_path(stack[-1]) if stack else ()
+                issues.append(LoadIssue(here, str(exc), _NUMBER_HINT))
             if event.anchor:
                 anchors[event.anchor] = (value, 1)
             attach(value, 1, where)
@@ -335,7 +388,7 @@ def _parse(text: str, file: str) -> Document:
             attach(frame.value, size, frame.start)
     if not seen_document:
         root = None
-    return Document(file, root, positions)
+    return Document(file, root, positions, tuple(issues))
 
 
 def _apply_merges(frame: _Frame, positions: dict[Path_, tuple[int, int]]) -> None:

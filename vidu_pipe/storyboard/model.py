@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["Mode", "RunSettings", "Shot", "Storyboard", "fingerprint", "mode_of"]
+from vidu_pipe.errors import Problem
+
+__all__ = ["BrokenShot", "Mode", "RunSettings", "Shot", "Storyboard", "fingerprint", "mode_of"]
 
 Mode = Literal["text", "image", "first-last", "reference"]
 
@@ -72,6 +74,17 @@ class Shot:
 
 
 @dataclass(frozen=True)
+class BrokenShot:
+    """A shot that did not validate (``run --keep-going`` runs the others): its id as
+    written (``#N`` when it has none), its line, its tags, and its problems."""
+
+    id: str
+    line: int
+    tags: tuple[str, ...]
+    problems: tuple[Problem, ...]
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """The ``run:`` section: scheduling defaults that command-line flags override."""
 
@@ -92,6 +105,8 @@ class Storyboard:
     shots: tuple[Shot, ...]
     run: RunSettings
     assets: Mapping[str, str]
+    #: Shots that did not validate; only ever non-empty when loaded with ``keep_going``.
+    broken: tuple[BrokenShot, ...] = ()
 
     def shot(self, shot_id: str) -> Shot:
         for shot in self.shots:

@@ -91,6 +91,7 @@ ASPECT_RATIOS: tuple[str, ...] = tuple(_defs["aspect_ratio"]["enum"])
 MAX_REFERENCES: int = _defs["reference_image_urls"]["maxItems"]
 MAX_SEED: int = _defs["seed"]["maximum"]
 del _defs
+MAX_TAKES: int = load_schema("storyboard")["$defs"]["shot"]["properties"]["takes"]["maximum"]
 
 
 @dataclass(frozen=True)
