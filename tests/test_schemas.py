@@ -236,6 +236,9 @@ INVALID_BODIES = {
     "url-private": _with(image="http://192.168.1.2/a.png"),
     "url-space": _with(image="https://cdn.example.com/a b.png"),
     "url-relative": _with(image="/a.png"),
+    # Python's `$` also matches before a final newline (ECMA-262's does not): issue 10 item 11
+    "url-final-newline": _with(image=URL + "\n"),
+    "ref-url-final-newline": _with(reference_image_urls=[URL + "\n"]),
 }
 
 
@@ -249,3 +252,36 @@ def test_request_schema_accepts(body: dict[str, Any]) -> None:
 def test_request_schema_refuses(body: dict[str, Any]) -> None:
     assert not Draft202012Validator(REQUEST).is_valid(body)
     assert schemas.request_issues(body)  # and the package explains it
+
+
+# --- patterns mean the same in Python and in editors (ECMA-262) -------------------------
+
+
+def _patterns(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "pattern" and isinstance(value, str):
+                yield value
+            else:
+                yield from _patterns(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _patterns(value)
+
+
+PATTERNS = sorted(set(_patterns(STORYBOARD)) | set(_patterns(REQUEST)))
+SAMPLES = ["a", "hero", "act1", "x_1", "5", "videos", "https://cdn.example.com/a.png", "{{ x }}"]
+
+
+# (a numeric duration may have whitespace around it, "5\n" too: it is sent as the integer 5)
+@pytest.mark.parametrize("pattern", [p for p in PATTERNS if "$" in p and "\\s*$" not in p])
+def test_anchored_patterns_refuse_a_final_newline(pattern: str) -> None:
+    """jsonschema runs patterns with re.search, whose `$` also matches before a final
+    newline: "abc\n" passed the id pattern and named a file "abc\u23ce.mp4"."""
+    import re
+
+    matching = [s for s in SAMPLES if re.search(pattern, s)]
+    assert matching, "the samples must exercise every anchored pattern"
+    for sample in matching:
+        assert not re.search(pattern, sample + "\n"), sample
+        assert not re.search(pattern, sample + "\n\n"), sample

@@ -653,6 +653,44 @@ INVALID: list[Invalid] = [
         doc("- id: s\n  takes: 0  # <-\n  prompt: x"),
         "takes",
     ),
+    # `$` in a Python pattern admits a final newline (issue 10 item 11)
+    Invalid("id-final-newline", doc('- id: "abc\\n"  # <-\n  prompt: x'), "id", (r"abc\\n",)),
+    Invalid("tag-final-newline", doc('- id: s\n  tags: ["act1\\n"]  # <-\n  prompt: x'), "tags"),
+    Invalid(
+        "image-url-final-newline",
+        doc('- id: s\n  image: "https://cdn.example.com/a.png\\n"  # <-\n  prompt: x'),
+        "image",
+    ),
+    Invalid(
+        "asset-url-final-newline",
+        HEAD.replace("dog: https://cdn.example.com/dog.png", 'dog: "https://x.org/d.png\\n"  # <-')
+        + "  - id: s\n    prompt: x\n",
+        "assets.dog",
+    ),
+    Invalid(
+        "asset-name-final-newline",
+        HEAD.replace("  dog: https", '  "dog\\n": https').replace("dog.png", "dog.png  # <-")
+        + "  - id: s\n    prompt: x\n",
+        "assets",
+    ),
+    # a NUL in a path is a located problem, not "ValueError: embedded null byte" (item 12)
+    Invalid(
+        "download-nul",
+        doc(
+            "- id: s\n  prompt: x",
+            head=HEAD.replace("shots:", 'run: {download: "a\\0b"}  # <-\nshots:'),
+        ),
+        "run.download",
+        (r"control characters",),
+    ),
+    Invalid(
+        "download-newline",
+        doc(
+            "- id: s\n  prompt: x",
+            head=HEAD.replace("shots:", 'run: {download: "v\\n"}  # <-\nshots:'),
+        ),
+        "run.download",
+    ),
 ]
 
 
