@@ -93,6 +93,9 @@ def test_sandbox_refuses_attribute_escapes(prompt: str, tmp_path: Path) -> None:
     assert "object at 0x" not in found[0] and "<class" not in found[0]
 
 
+#: From a 99,999-character string, 13 doublings with `~`: 819 MB (issue 10 item 8).
+DOUBLING = "{% set a = 'x' * 99999 %}" + "{% set a = a ~ a %}" * 13 + "{{ a|length }}"
+
 _PROBE = """
 import os, resource, sys, time
 from vidu_pipe.cli import main
@@ -142,6 +145,47 @@ def _probe(tmp_path: Path, prompt: str, timeout: float) -> subprocess.CompletedP
         pytest.param("{{ '%s' % ([('x' * 99999)] * 99999,) }}", id="percent-s-list"),
         pytest.param("{{ {'a': 1}|tojson(indent=10**9) }}", id="tojson"),
         pytest.param("{{ '{:>1000000000}'.format(1) }}", id="str-format"),
+        # issue 10 item 8: `~` was not bounded like `+`, nor were these
+        pytest.param(DOUBLING, id="tilde-doubling"),
+        pytest.param(
+            "{% set a = 'x' * 99999 %}{{ ([a] * 99999)|map('upper')|list|length }}",
+            id="map-upper",
+        ),
+        pytest.param(
+            "{% set a = 'x' * 99999 %}{% set b %}" + "{{ a }}" * 4000 + "{% endset %}x",
+            id="block-set",
+        ),
+        pytest.param(
+            "{% set a = '%' * 99999 %}"
+            "{{ a|urlencode|urlencode|urlencode|urlencode|urlencode|urlencode|length }}",
+            id="urlencode-chain",
+        ),
+        pytest.param(
+            "{{ ('x' * 99999)|wordwrap(1, wrapstring='y' * 99999)|length }}", id="wordwrap"
+        ),
+        pytest.param("{{ [1]|batch(10**9, 'x')|list|length }}", id="batch-fill"),
+        pytest.param("{{ [1]|slice(10**9)|list|length }}", id="slice"),
+        pytest.param(
+            "{% set a = 'x' * 99999 %}{{ ('%s' * 50000)|format(*([a] * 50000))|length }}",
+            id="format-splat",
+        ),
+        pytest.param("{% set a = 'x' * 50000 %}{{ a.translate({120: a})|length }}", id="translate"),
+        pytest.param(
+            "{% set a = 'x' * 99999 %}{{ (a.encode() * 99999)|length }}", id="bytes-repeat"
+        ),
+        pytest.param(
+            "{% set l = [1] %}" + "{% if l.extend(l) %}{% endif %}" * 40 + "{{ l|length }}",
+            id="list-extend",
+        ),
+        pytest.param("{{ (((10 ** 256) ** 256) ** 256) ** 256 }}", id="int-power-tower"),
+        pytest.param(
+            "{% set a = 10 ** 256 %}" + "{% set a = a * a %}" * 30 + "{{ a > 1 }}",
+            id="int-squaring",
+        ),
+        pytest.param(
+            "{% macro m() %}{{ 'x' * 99999 }}{% endmacro %}{% set a = m() ~ m() %}x",
+            id="tilde-macros",
+        ),
     ],
 )
 def test_sandbox_refuses_huge_values_quickly(prompt: str, tmp_path: Path) -> None:
@@ -636,3 +680,96 @@ def test_shot_take_is_visible_to_templates(tmp_path: Path) -> None:
         "s.take1": "s.take1 take 1 seed 7",
         "s.take2": "s.take2 take 2 seed 8",
     }
+
+
+# --- what prints must be its content (issue 10 items 6-8) --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prompt", "why"),
+    [
+        pytest.param("{{ [1,2]|map('string') }}", "generator", id="map"),
+        pytest.param("{{ [1,2]|unique }}", "generator", id="unique"),
+        pytest.param("{{ [1,2,3]|batch(2) }}", "generator", id="batch"),
+        pytest.param("{{ [1,2]|reverse }}", "generator", id="reverse-iterator"),
+        pytest.param("{{ {'a': 1}|items }}", "generator", id="items"),
+        pytest.param("{{ [''.upper] }}", "function", id="method-in-list"),
+        pytest.param("{{ [shot]|map(attribute='items')|list }}", "function", id="map-attribute"),
+        pytest.param("{{ {'k': ''.upper} }}", "function", id="method-in-dict"),
+        pytest.param("{{ namespace(f=''.upper) }}", "function", id="method-in-namespace"),
+        pytest.param("{{ cycler(1, 2) }}", "Cycler object", id="cycler"),
+        pytest.param("{{ [joiner()] }}", "function", id="joiner"),
+        pytest.param("{{ ([1]|map('string'))|string }}", "generator", id="string-filter"),
+        pytest.param("{{ ([1]|select)|pprint }}", "generator", id="pprint-filter"),
+        pytest.param("{{ ''.upper|upper }}", "function", id="upper-filter"),
+        pytest.param("{{ 'a' ~ ([1]|select) }}", "generator", id="tilde"),
+        pytest.param("{{ '%s' % ([1]|select,) }}", "generator", id="percent"),
+        pytest.param("{{ '%s'|format([1]|select) }}", "generator", id="format-filter"),
+        pytest.param("{{ [[1]|select]|join }}", "generator", id="join-item"),
+        pytest.param("{{ [plcae] }}", "undefined name 'plcae'", id="undefined-in-list"),
+        pytest.param("{{ {'a': plcae} }}", "undefined name 'plcae'", id="undefined-in-dict"),
+        pytest.param("{{ 'a' ~ [plcae] }}", "undefined name 'plcae'", id="undefined-tilde"),
+        pytest.param("{{ [plcae]|pprint }}", "undefined name 'plcae'", id="undefined-pprint"),
+    ],
+)
+def test_no_address_or_undefined_reaches_a_prompt(
+    prompt: str, why: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A generator prints as ``<generator object … at 0x7f…>``: a new request (and a new
+    bill) on every run. It is a located validation error instead."""
+    from vidu_pipe.cli import main
+
+    path = write(tmp_path, board(f"- id: s\n  prompt: {json.dumps(prompt)}"))
+    assert main(["validate", str(path)]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith(f"{path}:13:5: shot 's': prompt: "), out
+    assert why in out
+    assert "0x" not in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("{{ [1,2]|map('string')|join(', ') }}", "1, 2"),
+        ("{{ [1,2]|map('string')|list }}", "['1', '2']"),
+        ("{{ [2,1,2]|unique|list }}", "[2, 1]"),
+        ("{{ [1,2,3]|batch(2)|list }}", "[[1, 2], [3]]"),
+        ("{{ [1,2]|reverse|join }}", "21"),
+        ("{{ {'a': 1}|items|list }}", "[('a', 1)]"),
+        ("{{ {'a': [1, 'b']} }}", "{'a': [1, 'b']}"),
+        ("{{ 'a' ~ 1 ~ place }}", "a1a beach"),
+        ("{% set x %}{{ place }}!{% endset %}{{ x ~ x }}", "a beach!a beach!"),
+        ("{% set ns = namespace(n=1) %}{% set ns.n = ns.n + 1 %}{{ ns.n }}", "2"),
+        ("{{ shot.id|upper }} {{ 10 ** 20 }}", "S 100000000000000000000"),
+        ("{% for i in range(3) %}{{ loop.index }}{% endfor %}", "123"),
+    ],
+)
+def test_plain_values_still_print(prompt: str, expected: str, tmp_path: Path) -> None:
+    assert prompt_of(tmp_path, prompt) == expected
+
+
+def test_tilde_doubling_fails_fast_with_little_memory(tmp_path: Path) -> None:
+    """13 doublings with ``~`` built 819 MB and validated; now the first doubling past
+    the bound stops it, before it is built."""
+    import tracemalloc
+
+    load(write(tmp_path / "warm", board("- id: s\n  prompt: '{{ place ~ place }}'")))
+    path = write(tmp_path, board(f"- id: s\n  prompt: {json.dumps(DOUBLING)}"))
+    tracemalloc.start()
+    start = time.monotonic()
+    try:
+        with pytest.raises(StoryboardError) as info:
+            load(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - start < 5
+    assert peak < 2 * 1024 * 1024, peak  # the string doubled once is 0.2 MB
+    [problem] = info.value.problems
+    assert (problem.line, problem.shot, problem.field) == (13, "s", "prompt")
+    assert "~" in problem.message and "100000" in problem.message
+
+
+def test_mutating_methods_are_refused(tmp_path: Path) -> None:
+    found = problems(tmp_path, board("- id: s\n  prompt: \"{{ [1].append(2) or 'x' }}\""))
+    assert len(found) == 1 and "prompt" in found[0]

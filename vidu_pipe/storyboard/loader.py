@@ -31,6 +31,7 @@ validation goes on, so that every problem of a file is reported in one pass.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -415,7 +416,11 @@ def load_document(path: Path | str, *, display: str | None = None) -> Document:
     name = display if display is not None else str(path)
     try:
         with p.open("rb") as fh:
-            raw = fh.read(MAX_BYTES + 1)
+            # read(MAX_BYTES + 1) would allocate 8 MiB for every file, however small
+            expected = os.fstat(fh.fileno()).st_size
+            raw = fh.read(min(expected, MAX_BYTES) + 1) if expected else b""
+            if not expected or len(raw) > expected:  # a pipe, or a file that grew
+                raw += fh.read(MAX_BYTES + 1 - len(raw))
     except FileNotFoundError:
         raise StoryboardError([Problem(name, 1, 1, "no such file")]) from None
     except IsADirectoryError:

@@ -4,9 +4,16 @@ One sandboxed environment per storyboard, with ``StrictUndefined`` (an unknown
 name is an error, never an empty string), the storyboard's ``templates:``
 mapping and the ``.j2`` files of a ``templates/`` folder beside it (nothing
 outside that folder can be reached, symlinks included). The sandbox also
-intercepts ``*`` and ``**`` so that ``{{ 'x' * 10**9 }}`` is refused instead of
-eating the machine, and rendering stops as soon as the output is longer than
-any prompt can be.
+intercepts ``*``, ``**``, ``+``, ``%`` and ``~`` (and every filter and block that
+joins text) so that ``{{ 'x' * 10**9 }}`` is refused instead of eating the
+machine, and rendering stops as soon as the output is longer than any prompt can be.
+
+A request must render the same on every run (its fingerprint decides what a rerun
+pays for), so no value whose text is not its content may become text: a generator
+(``{{ [1,2]|map('string') }}`` prints ``<generator object … at 0x7f…>``), a method,
+an object with an address in its repr, an undefined name inside a list
+(``{{ [plcae] }}`` prints ``[Undefined]``). They are refused wherever a value turns
+into text: ``{{ }}``, ``~``, ``%``, and every filter that reads its value as text.
 """
 
 from __future__ import annotations
@@ -16,14 +23,16 @@ import difflib
 import operator
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import jinja2
+import jinja2.compiler
 import jinja2.filters
 import jinja2.nodes
+import jinja2.runtime
 import jinja2.utils
 from jinja2 import sandbox
 from jinja2.exceptions import SecurityError
@@ -106,8 +115,57 @@ _LOOP = re.compile(r"\{%[-+]?\s*(for|macro|call)\b")
 _FORMAT_SPEC = re.compile(r"%[#0 +\-]*(\*|\d+)?(?:\.(\*|\d+))?")
 # String methods that can build huge values from small inputs; filters do the same
 # jobs with bounds (center, join, format, indent).
+# (translate multiplies like replace; encode would make bytes, whose methods are unbounded)
 _UNSAFE_STR_METHODS = frozenset(
-    {"center", "ljust", "rjust", "zfill", "expandtabs", "join", "format", "format_map"}
+    {
+        "center",
+        "ljust",
+        "rjust",
+        "zfill",
+        "expandtabs",
+        "join",
+        "format",
+        "format_map",
+        "translate",
+        "maketrans",
+        "encode",
+    }
+)
+#: Largest integer a template may compute (about 1200 digits): ``a * a`` and ``a ** 256``
+#: grow a number's size much faster than its text shows.
+_MAX_INT_BITS = 4000
+# Filters that take a whole iterable (a generator too) and do not turn it into text:
+# their value is not checked for printability (what they return is, where it is printed).
+_ITERABLE_FILTERS = frozenset(
+    {
+        "attr",
+        "batch",
+        "count",
+        "d",
+        "default",
+        "dictsort",
+        "first",
+        "groupby",
+        "items",
+        "join",
+        "last",
+        "length",
+        "list",
+        "map",
+        "max",
+        "min",
+        "random",
+        "reject",
+        "rejectattr",
+        "reverse",
+        "select",
+        "selectattr",
+        "slice",
+        "sort",
+        "sum",
+        "tojson",
+        "unique",
+    }
 )
 
 
@@ -138,6 +196,41 @@ def _check_size(value: Any, what: str) -> Any:
     return value
 
 
+def _check_printable(value: Any) -> None:
+    """Refuse a value whose text would not be its content: a generator or a method prints
+    its memory address (a new request on every run), an undefined name prints
+    ``Undefined``. Plain data (text, numbers, lists, mappings of them) passes."""
+    if isinstance(value, str):
+        return
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (str, int, float, type(None), range)):
+            continue
+        if isinstance(item, jinja2.Undefined):
+            item._fail_with_undefined_error()
+        if isinstance(item, (list, tuple, KeysView, ValuesView, ItemsView)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, jinja2.utils.Namespace):
+            stack.extend(object.__getattribute__(item, "_Namespace__attrs").values())
+        elif callable(item):
+            raise SecurityError("cannot print a function or macro; call it: {{ name(...) }}")
+        elif isinstance(item, Iterator):
+            raise RenderError(
+                "prints a generator, whose text is its memory address (a new request on every run)",
+                "make it a list or text: add |list, or |join(', ')",
+            )
+        else:
+            raise RenderError(
+                f"prints a {type(item).__name__} object, whose text is not its content "
+                "(it may differ on every run)",
+                "print text or numbers, e.g. one of its attributes",
+            )
+
+
 def _check_format(spec: str) -> None:
     for width, precision in _FORMAT_SPEC.findall(spec):
         for number in (width, precision):
@@ -145,15 +238,44 @@ def _check_format(spec: str) -> None:
                 raise SecurityError("a %-format width or precision that large")
 
 
-class _Sandbox(sandbox.SandboxedEnvironment):
+class _CodeGenerator(jinja2.compiler.CodeGenerator):
+    """Jinja's compiler, but ``a ~ b`` calls the environment (bounded) instead of
+    joining directly: the sandbox intercepts operators, and ``~`` is not one."""
+
+    def visit_Concat(self, node: jinja2.nodes.Concat, frame: jinja2.compiler.Frame) -> None:
+        self.write("environment.concat_values((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
+def _bounded_concat(parts: Any) -> str:
+    """Join a block's output (``{% set x %}…{% endset %}``, a macro's body) — each
+    piece was printed, so bounded, but a thousand of them are not."""
+    pieces: list[str] = []
+    total = 0
+    for piece in parts:
+        total += len(piece)
+        if total > _MAX_SIZE:
+            raise SecurityError(f"a block's output larger than {_MAX_SIZE} characters")
+        pieces.append(piece)
+    return "".join(pieces)
+
+
+class _Sandbox(sandbox.ImmutableSandboxedEnvironment):
     """Jinja's sandbox, also bounded in the size of what a template can build.
 
     Jinja's sandbox stops access to unsafe attributes but not a template that
     builds a gigabyte string from a few characters (``'x'|center(10**9)``); every
     operator, call and filter that can grow a value is checked here before it runs.
+    It is the immutable sandbox: ``list.append``/``extend`` and ``dict.update`` would
+    grow a value with no operator to check.
     """
 
     intercepted_binops = frozenset({"*", "**", "%", "+"})
+    code_generator_class = _CodeGenerator
+    concat = staticmethod(_bounded_concat)
 
     def __init__(self, **options: Any) -> None:
         # Every value printed is measured before it becomes text.
@@ -173,7 +295,30 @@ class _Sandbox(sandbox.SandboxedEnvironment):
             tojson=_bounded_tojson(self.filters["tojson"]),
             sum=_bounded_sum,
             random=_not_deterministic("the random filter"),
+            wordwrap=_bounded_wordwrap,
+            batch=_bounded_batch,
+            slice=_bounded_slice,
+            urlize=_refused("the urlize filter (a prompt has no links)"),
         )
+        # Every filter: its value and arguments must print as what they are, and what it
+        # returns is measured (|urlencode triples its input, and filters chain).
+        self.filters = {name: _guarded(name, f) for name, f in self.filters.items()}
+
+    def concat_values(self, parts: tuple[Any, ...]) -> str:
+        """``a ~ b ~ c``: each part as text, bounded like ``+`` (13 doublings of
+        ``a ~ a`` built 819 MB before this)."""
+        texts: list[str] = []
+        total = 0
+        for part in parts:
+            if not isinstance(part, str):
+                _check_size(part, "a part of ~")
+                _check_printable(part)
+                part = str(part)  # an undefined name raises here
+            total += len(part)
+            if total > _MAX_SIZE:
+                raise SecurityError(f"~ would build a string longer than {_MAX_SIZE} characters")
+            texts.append(part)
+        return "".join(texts)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         # Jinja hands out str.format before it asks is_safe_attribute; ask first.
@@ -208,13 +353,18 @@ class _Sandbox(sandbox.SandboxedEnvironment):
         if operator_ == "**":
             if isinstance(right, (int, float)) and abs(right) > _MAX_EXPONENT:
                 raise SecurityError(f"exponent {right} is too large")
+            if isinstance(left, int) and isinstance(right, int) and right > 0:
+                _check_int_bits(left.bit_length() * right)
             return operator.pow(left, right)
         if operator_ == "%":
             if isinstance(left, str):
                 _check_format(left)
                 _check_size(right, "a %-format argument")
+                _check_printable(right)
                 return _check_size(left % right, "a %-formatted string")
             return operator.mod(left, right)
+        if operator_ == "*" and isinstance(left, int) and isinstance(right, int):
+            _check_int_bits(left.bit_length() + right.bit_length())
         if operator_ == "+":
             if _size(left) + _size(right) > _MAX_SIZE:
                 raise SecurityError(f"a value larger than {_MAX_SIZE} characters or items")
@@ -227,6 +377,53 @@ class _Sandbox(sandbox.SandboxedEnvironment):
             ):
                 raise SecurityError("repeating a sequence that many times")
         return operator.mul(left, right)
+
+
+def _check_int_bits(bits: int) -> None:
+    if bits > _MAX_INT_BITS:
+        raise SecurityError(f"a number with more than {_MAX_INT_BITS * 3 // 10} digits")
+
+
+def _guarded(name: str, inner: Callable[..., Any]) -> Callable[..., Any]:
+    """Filter ``name``, refusing unprintable values (unless it consumes iterables) and
+    results larger than the size bound."""
+    pass_arg = getattr(inner, "jinja_pass_arg", None)
+    check_values = name not in _ITERABLE_FILTERS
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if check_values:
+            for arg in args[1:] if pass_arg is not None else args:
+                _check_printable(arg)
+            for arg in kwargs.values():
+                _check_printable(arg)
+        result = inner(*args, **kwargs)
+        if isinstance(result, str):
+            _check_size(result, f"the result of |{name}")
+        elif name == "map" and isinstance(result, Iterator):
+            result = _bounded_items(result)
+        return result
+
+    if pass_arg is not None:
+        guarded.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
+    return guarded
+
+
+def _bounded_items(items: Any) -> Any:
+    """``|map``'s results, stopped once they add up past the size bound
+    (``[a] * 99999|map('upper')|list`` would hold 10 GB)."""
+    total = 0
+    for item in items:
+        total += _size(item)
+        if total > _MAX_SIZE:
+            raise SecurityError(f"map() results larger than {_MAX_SIZE} characters or items")
+        yield item
+
+
+def _refused(what: str) -> Callable[..., Any]:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise SecurityError(f"{what} is not available")
+
+    return refuse
 
 
 class _BoundedNamespace(jinja2.utils.Namespace):
@@ -269,16 +466,17 @@ def _not_deterministic(what: str) -> Callable[..., Any]:
 
 
 def _finalize(value: Any) -> Any:
-    """What ``{{ ... }}`` prints: never "None", a function's address, or a huge value."""
+    """What ``{{ ... }}`` prints: never "None", an address, "Undefined" or a huge value."""
     if value is None:
         raise RenderError(
             "prints an empty value (it would read 'None' in the prompt)",
             "shot.take is set only on shots with takes, and `~` in vars is empty: "
             "write {{ x or '' }} or {% if x %}...{% endif %}",
         )
-    if callable(value) and not isinstance(value, jinja2.Undefined):
-        raise SecurityError("cannot print a function or macro; call it: {{ name(...) }}")
-    return _check_size(value, "a printed value")
+    _check_size(value, "a printed value")
+    if not isinstance(value, (str, jinja2.Undefined)):  # a bare undefined raises as it prints
+        _check_printable(value)
+    return value
 
 
 @jinja2.pass_environment
@@ -297,15 +495,57 @@ def _bounded_center(value: Any, width: int = 80) -> str:
 
 
 def _bounded_join(value: Any, d: str = "", attribute: Any = None) -> str:
-    items = [str(v) for v in value]
-    if sum(map(len, items)) + len(str(d)) * max(len(items) - 1, 0) > _MAX_SIZE:
-        raise SecurityError(f"join() result larger than {_MAX_SIZE} characters")
-    return str(d).join(items)
+    _check_printable(d)
+    separator = str(d)
+    items: list[str] = []
+    total = 0
+    for item in value:  # counted as it goes: the items may come from a generator
+        if not isinstance(item, str):
+            _check_size(item, "a joined item")
+            _check_printable(item)
+        text = str(item)
+        total += len(text) + (len(separator) if items else 0)
+        if total > _MAX_SIZE:
+            raise SecurityError(f"join() result larger than {_MAX_SIZE} characters")
+        items.append(text)
+    return separator.join(items)
 
 
 def _bounded_format(value: Any, *args: Any, **kwargs: Any) -> str:
     _check_format(str(value))
+    _check_size([args, kwargs], "the format() arguments")
     return str(_check_size(jinja2.filters.do_format(value, *args, **kwargs), "format()"))
+
+
+@jinja2.pass_environment
+def _bounded_wordwrap(
+    environment: Any,
+    s: Any,
+    width: int = 79,
+    break_long_words: bool = True,
+    wrapstring: str | None = None,
+    break_on_hyphens: bool = True,
+) -> str:
+    text = str(s)
+    wrap = environment.newline_sequence if wrapstring is None else str(wrapstring)
+    # at worst a line per character, each ended by the wrap string
+    if len(text) + (len(text) + 1) * len(wrap) > _MAX_SIZE:
+        raise SecurityError(f"wordwrap() result could be larger than {_MAX_SIZE} characters")
+    return jinja2.filters.do_wordwrap(
+        environment, text, width, break_long_words, wrapstring, break_on_hyphens
+    )
+
+
+def _bounded_batch(value: Any, linecount: Any, fill_with: Any = None) -> Any:
+    if int(linecount) > _MAX_SIZE:  # the last batch is filled up to linecount items
+        raise SecurityError(f"batch() of more than {_MAX_SIZE} items")
+    return jinja2.filters.do_batch(value, linecount, fill_with)
+
+
+def _bounded_slice(value: Any, slices: Any, fill_with: Any = None) -> Any:
+    if int(slices) > _MAX_SIZE:
+        raise SecurityError(f"slice() into more than {_MAX_SIZE} slices")
+    return jinja2.filters.sync_do_slice(value, slices, fill_with)
 
 
 def _bounded_indent(s: Any, width: Any = 4, first: bool = False, blank: bool = False) -> str:
