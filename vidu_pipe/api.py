@@ -63,8 +63,8 @@ def validate(path: Path | str) -> list[Problem]:
     return []
 
 
-def _storyboard(source: Storyboard | Path | str) -> Storyboard:
-    return source if isinstance(source, Storyboard) else load(source)
+def _storyboard(source: Storyboard | Path | str, *, keep_going: bool = False) -> Storyboard:
+    return source if isinstance(source, Storyboard) else load(source, keep_going=keep_going)
 
 
 def manifest_path_for(storyboard: Storyboard, manifest: Path | str | None) -> Path:
@@ -281,13 +281,16 @@ async def arun(
     transport: httpx.AsyncBaseTransport | None = None,
     env: Mapping[str, str] | None = None,
     cache_dir: Path | str | None = None,
+    keep_going: bool = False,
 ) -> RunResult:
     """Run the shots that need it and write the manifest (``run`` is the blocking form).
 
     ``simulate`` runs against the built-in simulator in-process (no key, no network);
     ``transport`` replaces the network (tests); ``env`` replaces ``os.environ`` for
     ``VIDU_API_KEY`` and ``VIDU_BASE_URL``; ``cache_dir`` moves the results cache
-    (default: ``.vidu-pipe/`` beside the storyboard). Raises :class:`StoryboardError`,
+    (default: ``.vidu-pipe/`` beside the storyboard). ``keep_going`` (a path given) runs the
+    valid shots of a storyboard with broken ones (see ``Storyboard.broken``; the result does
+    not count them: ``run --keep-going`` exits 2 for them). Raises :class:`StoryboardError`,
     :class:`UsageError`, :class:`ConfigError` (and :class:`AuthError`) before or instead
     of a result; a result's ``exit_code`` says how the shots went.
     """
@@ -295,7 +298,7 @@ async def arun(
     from vidu_pipe.manifest.store import ManifestStore
 
     environ = os.environ if env is None else env
-    board = _storyboard(storyboard)
+    board = _storyboard(storyboard, keep_going=keep_going)
     opts = options if options is not None else options_for(board)
     fresh_simulator = False
     if simulate:
@@ -332,7 +335,8 @@ async def arun(
         opts = replace(opts, placeholder=shot_placeholder)
     if opts.download_dir is not None:
         _check_folder(opts.download_dir)  # before anything is paid for
-    select(board, only, tags)  # a selection typo is refused before any file is touched
+    if not select(board, only, tags):  # a selection typo is refused before any file is touched
+        return RunResult()  # --keep-going, and only broken shots selected: nothing to do
     existing = load_manifest(path)
     _check_manifest(existing, path, board, simulate=simulate, explicit=manifest is not None)
     adopt = manifest is None  # the storyboard's own manifest, renamed along with it
@@ -376,10 +380,9 @@ def _check_folder(folder: Path) -> None:
         probe = folder / f".vidu-pipe-write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
-    except OSError as exc:
-        raise UsageError(
-            f"--download {folder}: cannot write there ({exc.strerror or exc})"
-        ) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"--download {folder!r}: cannot write there ({reason})") from None
 
 
 def _forget_simulated(path: Path, existing: Manifest, board: Storyboard, *, adopt: bool) -> None:

@@ -37,6 +37,7 @@ from vidu_pipe._version import __version__
 from vidu_pipe.constants import (
     DEFAULT_BASE_URL,
     EXIT_CONFIG,
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_INVALID,
     EXIT_OK,
@@ -482,6 +483,13 @@ def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
     _flag(
         p, "--quiet", "-q", action="store_true", help="print only the final summary (default: off)"
     )
+    _flag(
+        p,
+        "--keep-going",
+        action="store_true",
+        help="run the valid selected shots even when other shots are invalid; list those and "
+        "exit 2 (default: off, any invalid shot stops the run)",
+    )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -491,7 +499,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from vidu_pipe.storyboard.build import load
     from vidu_pipe.views.progress import choose_mode, open_progress
 
-    storyboard = load(args.file)
+    storyboard = load(args.file, keep_going=args.keep_going)
+    broken = _broken_selected(storyboard, args)
     options = options_for(
         storyboard,
         concurrency=args.concurrency,
@@ -537,7 +546,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"({_count(result.created, 'task')} created); manifest: {where}",
         file=out,
     )
+    if broken:
+        ids = ", ".join(b.id for b in broken)
+        print(f"vidu-pipe: {_count(len(broken), 'invalid shot')} not run: {ids}", file=out)
+        if result.exit_code in (EXIT_OK, EXIT_FAILED):
+            return EXIT_INVALID
     return result.exit_code
+
+
+def _broken_selected(storyboard: Any, args: argparse.Namespace) -> list[Any]:
+    """``--keep-going``: the selected shots that did not validate, their problems printed."""
+    if not storyboard.broken:
+        return []
+    from vidu_pipe.planner import select_broken
+
+    broken = select_broken(storyboard, args.only, args.tag)
+    _print_problems([p for b in broken for p in b.problems], sys.stderr)
+    return broken
 
 
 # --- status ---------------------------------------------------------------------------------

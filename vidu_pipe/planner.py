@@ -37,9 +37,9 @@ from vidu_pipe.errors import UsageError
 from vidu_pipe.failures import failure_advice
 from vidu_pipe.manifest.history import Restorable
 from vidu_pipe.manifest.store import Manifest, ManifestEntry
-from vidu_pipe.storyboard.model import Shot, Storyboard
+from vidu_pipe.storyboard.model import BrokenShot, Shot, Storyboard
 
-__all__ = ["Action", "Plan", "Step", "decide", "plan", "select"]
+__all__ = ["Action", "Plan", "Step", "decide", "plan", "select", "select_broken"]
 
 Action = Literal["skip", "resume", "restore", "create"]
 
@@ -87,17 +87,27 @@ def select(
 ) -> list[Shot]:
     """The shots that ``--only`` globs (on the id, or the id before ``.takeN``) and
     ``--tag`` pick. Both given: a shot must match both. A pattern or tag that
-    matches nothing is a usage error, as a typo should not silently run nothing."""
+    matches nothing is a usage error, as a typo should not silently run nothing.
+    A shot that did not validate (``run --keep-going``) counts as matched; it is
+    in :func:`select_broken`, not here."""
+    broken = storyboard.broken
     for pattern in only:
-        if not any(_matches(shot, pattern) for shot in storyboard.shots):
+        if not any(_matches(shot, pattern) for shot in storyboard.shots) and not any(
+            _matches_broken(b, pattern) for b in broken
+        ):
             ids = dict.fromkeys(i for s in storyboard.shots for i in (s.source_id, s.id))
+            ids.update(dict.fromkeys(b.id for b in broken))
             raise UsageError(
                 f"--only {pattern!r} matches no shot in {storyboard.path}"
                 + _did_you_mean(pattern, ids)
             )
     for tag in tags:
-        if not any(tag in shot.tags for shot in storyboard.shots):
-            known = sorted({t for shot in storyboard.shots for t in shot.tags})
+        if not any(tag in shot.tags for shot in storyboard.shots) and not any(
+            tag in b.tags for b in broken
+        ):
+            known = sorted(
+                {t for s in storyboard.shots for t in s.tags} | {t for b in broken for t in b.tags}
+            )
             listed = f" (tags: {', '.join(known)})" if known else " (no shot has a tag)"
             raise UsageError(
                 f"--tag {tag!r} is on no shot in {storyboard.path}"
@@ -110,11 +120,23 @@ def select(
         if (not only or any(_matches(shot, p) for p in only))
         and (not tags or any(t in shot.tags for t in tags))
     ]
-    if not chosen:
+    if not chosen and not select_broken(storyboard, only, tags):
         raise UsageError(
             f"no shot in {storyboard.path} matches both --only and --tag (a shot must match both)"
         )
     return chosen
+
+
+def select_broken(
+    storyboard: Storyboard, only: Sequence[str] = (), tags: Sequence[str] = ()
+) -> list[BrokenShot]:
+    """The shots that did not validate and that ``--only``/``--tag`` would pick."""
+    return [
+        b
+        for b in storyboard.broken
+        if (not only or any(_matches_broken(b, p) for p in only))
+        and (not tags or any(t in b.tags for t in tags))
+    ]
 
 
 def _did_you_mean(word: str, known: Iterable[str]) -> str:
@@ -125,6 +147,12 @@ def _did_you_mean(word: str, known: Iterable[str]) -> str:
 
 def _matches(shot: Shot, pattern: str) -> bool:
     return fnmatch.fnmatchcase(shot.id, pattern) or fnmatch.fnmatchcase(shot.source_id, pattern)
+
+
+def _matches_broken(shot: BrokenShot, pattern: str) -> bool:
+    # A broken shot has no takes expanded: ID.take2 names it too.
+    base = pattern.rsplit(".take", 1)[0]
+    return fnmatch.fnmatchcase(shot.id, pattern) or fnmatch.fnmatchcase(shot.id, base)
 
 
 def decide(
