@@ -465,3 +465,16 @@ def test_small_exotic_numbers_still_load() -> None:
     assert value_of("1e-400") == 0.0
     assert value_of("0x" + "f" * 200) == int("f" * 200, 16)
     assert value_of("9" * 300) == int("9" * 300)
+
+
+@pytest.mark.parametrize("flag", ["--poll-interval", "--timeout"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "Infinity"])
+def test_nan_and_infinity_refused_on_the_command_line(
+    flag: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _board(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(path), "--simulate", flag, value])
+    assert info.value.code == 2
+    assert flag in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.yaml"]
