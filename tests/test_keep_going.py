@@ -217,3 +217,46 @@ def test_keep_going_help_states_its_default() -> None:
     [action] = [a for a in run._actions if "--keep-going" in a.option_strings]
     assert action.default is False
     assert "default" in (action.help or "")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "version: 1\ndefaults: [1, 2]\nshots:\n  - id: a\n    prompt: x\n",
+            [(None, "defaults")],  # not also "model is required" in every shot
+            id="defaults-not-a-mapping",
+        ),
+        pytest.param(
+            "version: 1\ndefaults: {model: viduq3p-720p, duration: 5}\nassets: {hero: 7}\n"
+            "shots:\n  - id: a\n    image: hero\n    prompt: x\n",
+            [(None, "assets.hero")],  # not also "unknown asset 'hero'"
+            id="asset-not-text",
+        ),
+        pytest.param(
+            "version: 1\ndefaults: {model: viduq3p-720p, duration: 5}\ntemplates: {look: 5}\n"
+            "shots:\n  - id: a\n    prompt: \"{% include 'look' %}x\"\n",
+            [(None, "templates.look")],  # not also "no template named 'look'"
+            id="template-not-text",
+        ),
+        pytest.param(
+            "version: 1\ndefaults: {model: viduq3p-720p, duration: 5}\n"
+            "assets: {hero: 'https://cdn.example.com/h.png'}\n"
+            "shots:\n  - id: a\n    reference_image_urls: hero\n"
+            "    prompt: \"{{ ref('hero') }}\"\n",
+            [("a", "reference_image_urls")],  # not also "this shot has no reference images"
+            id="references-not-a-list",
+        ),
+        pytest.param(
+            "version: 1\ndefaults: [1]\nshots:\n  - 1\n  - id: a\n    prompt: x\n",
+            [(None, "defaults"), ("#1", None)],  # no Turbo rule applied to a list
+            id="shot-not-a-mapping",
+        ),
+    ],
+)
+def test_a_broken_part_is_reported_as_itself_not_in_its_users(
+    text: str, expected: list[tuple[str | None, str | None]], tmp_path: Path
+) -> None:
+    with pytest.raises(StoryboardError) as info:
+        load(write(tmp_path, text))
+    assert [(p.shot, p.field) for p in info.value.problems] == expected, info.value

@@ -128,8 +128,8 @@ class _Collector:
 
 def _shot_label(doc: Document, index: int) -> str | None:
     shots = doc.data.get("shots") if isinstance(doc.data, dict) else None
-    if isinstance(shots, list) and index < len(shots) and isinstance(shots[index], dict):
-        sid = shots[index].get("id")
+    if isinstance(shots, list) and index < len(shots):
+        sid = shots[index].get("id") if isinstance(shots[index], dict) else None
         if isinstance(sid, str):
             return sid
         return f"#{index + 1}"
@@ -194,8 +194,12 @@ def build_storyboard(doc: Document, path: Path, *, keep_going: bool = False) -> 
 
     defaults = _mapping(data.get("defaults"))
     default_vars = _mapping(defaults.pop("vars", None))
-    assets = {k: v for k, v in _mapping(data.get("assets")).items() if isinstance(v, str)}
-    templates = {k: v for k, v in _mapping(data.get("templates")).items() if isinstance(v, str)}
+    # An asset or template of the wrong type is reported once, as itself; the shots that
+    # use it see a stand-in, not "unknown asset" or "no template named" as well.
+    assets = {k: v if isinstance(v, str) else "" for k, v in _mapping(data.get("assets")).items()}
+    templates = {
+        k: v if isinstance(v, str) else "" for k, v in _mapping(data.get("templates")).items()
+    }
     env = TemplateEnv(templates, path.parent / "templates")
     if env.folder_problem is not None:
         out.add((), env.folder_problem, field="templates", hint="make templates/ a real folder")
@@ -205,7 +209,8 @@ def build_storyboard(doc: Document, path: Path, *, keep_going: bool = False) -> 
         except RenderError as exc:
             out.add(("templates", name), exc.message, field=f"templates.{name}", hint=exc.hint)
     base_vars: dict[str, Any] = {**_mapping(data.get("vars")), **default_vars}
-    context = _Context(doc, out, env, defaults, base_vars, assets, flagged)
+    usable = isinstance(data.get("defaults", {}), dict)
+    context = _Context(doc, out, env, defaults, base_vars, assets, flagged, usable)
 
     shots: list[Shot] = []
     first_line: dict[str, int] = {}
@@ -297,7 +302,9 @@ class _Context:
         base_vars: Mapping[str, Any],
         assets: Mapping[str, str],
         flagged: set[Path_],
+        defaults_usable: bool = True,
     ) -> None:
+        self.defaults_usable = defaults_usable
         self.doc = doc
         self.out = out
         self.env = env
@@ -422,8 +429,12 @@ class _Render:
             same_as=self.source_id if always else None,
         )
 
-    def misspelt(self, field: str) -> bool:
-        """Whether an unknown field of this shot or of defaults: looks like ``field``."""
+    def explained(self, field: str) -> bool:
+        """Whether a missing ``field`` is already explained by another problem: an unknown
+        field of this shot or of defaults: that looks like it, or a defaults: that is
+        not a mapping."""
+        if not self.ctx.defaults_usable:
+            return True
         typos = [
             str(path[-1])
             for path in self.ctx.flagged
@@ -485,8 +496,9 @@ class _Render:
                 text = self.render("reference_image_urls", (i,), item, scope)
                 references_written.append(str(text))
                 references.append(str(self.resolve("reference_image_urls", (i,), text)))
-        elif written_refs is not None:
-            references.append(str(written_refs))  # refused by layer 1; kept for the mode
+        elif written_refs is not None:  # refused by layer 1; kept for the mode and ref()
+            references_written.append(str(written_refs))
+            references.append(str(written_refs))
         scope["ref"] = make_ref(references_written, references)
 
         rendered: dict[str, Any] = {}
@@ -527,8 +539,8 @@ class _Render:
                 path = path[1:]
             field = str(path[0]) if path else "shot"
             if field in ("model", "prompt", "duration") and field not in self.merged:
-                if self.misspelt(field):
-                    continue  # "unknown field 'promt'" says it already
+                if self.explained(field):
+                    continue  # "unknown field 'promt'" or "defaults: must be a mapping" says it
                 self.problems += 1
                 self.ctx.out.add(
                     self.origin(field),
