@@ -673,6 +673,13 @@ INVALID: list[Invalid] = [
         + "  - id: s\n    prompt: x\n",
         "assets",
     ),
+    # what the storyboard says is echoed with its control characters escaped
+    Invalid(
+        "terminal-escape-in-id",
+        doc('- id: "\\e[2J\\rFAKE"  # <-\n  prompt: x'),
+        "id",
+        (r"shot '\\x1b\[2J\\rFAKE'",),
+    ),
     # a NUL in a path is a located problem, not "ValueError: embedded null byte" (item 12)
     Invalid(
         "download-nul",

@@ -60,7 +60,7 @@ def _seed_for(source_id: str) -> int:
 
 # Control characters in a message (a shot id "abc\n", an asset "\x1b[2J") must not reach
 # a terminal raw: they are shown as escapes.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]|\n(?!    hint)")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
 def _printable(text: str) -> str:
