@@ -260,3 +260,24 @@ def test_a_broken_part_is_reported_as_itself_not_in_its_users(
     with pytest.raises(StoryboardError) as info:
         load(write(tmp_path, text))
     assert [(p.shot, p.field) for p in info.value.problems] == expected, info.value
+
+
+@pytest.mark.parametrize(
+    ("pattern", "selected"),
+    [("bad.take2", ["bad"]), ("bad.take*", ["bad"]), ("ba?", ["bad"]), ("bad.takeover", [])],
+)
+def test_only_selects_a_broken_shot_by_its_take_ids_too(
+    pattern: str, selected: list[str], tmp_path: Path
+) -> None:
+    from vidu_pipe.planner import select_broken
+
+    board = load(
+        write(
+            tmp_path,
+            BROKEN.replace(
+                "    tags: [act1]\n  - id: worse", "    takes: 3\n    tags: [act1]\n  - id: worse"
+            ),
+        ),
+        keep_going=True,
+    )
+    assert [b.id for b in select_broken(board, [pattern])] == selected

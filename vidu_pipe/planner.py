@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -151,7 +152,7 @@ def _matches(shot: Shot, pattern: str) -> bool:
 
 def _matches_broken(shot: BrokenShot, pattern: str) -> bool:
     # A broken shot has no takes expanded: ID.take2 names it too.
-    base = pattern.rsplit(".take", 1)[0]
+    base = re.sub(r"\.take[0-9*?]+$", "", pattern)
     return fnmatch.fnmatchcase(shot.id, pattern) or fnmatch.fnmatchcase(shot.id, base)
 
 
