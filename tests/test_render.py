@@ -710,6 +710,7 @@ def test_shot_take_is_visible_to_templates(tmp_path: Path) -> None:
         pytest.param("{{ {'a': plcae} }}", "undefined name 'plcae'", id="undefined-in-dict"),
         pytest.param("{{ 'a' ~ [plcae] }}", "undefined name 'plcae'", id="undefined-tilde"),
         pytest.param("{{ [plcae]|pprint }}", "undefined name 'plcae'", id="undefined-pprint"),
+        pytest.param("{{ ref([1]|select) }}", "generator", id="ref-argument"),
     ],
 )
 def test_no_address_or_undefined_reaches_a_prompt(

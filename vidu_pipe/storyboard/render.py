@@ -706,6 +706,7 @@ def make_ref(references: list[str], urls: list[str]) -> Callable[[str], str]:
     name or the URL itself) in the shot's ``reference_image_urls``."""
 
     def ref(name: object) -> str:
+        _check_printable(name)  # its text would be compared, and echoed in an error
         text = str(name)
         if not references:
             raise _ShotRefError(
