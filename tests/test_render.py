@@ -164,6 +164,12 @@ def _probe(tmp_path: Path, prompt: str, timeout: float) -> subprocess.CompletedP
             "{{ ('x' * 99999)|wordwrap(1, wrapstring='y' * 99999)|length }}", id="wordwrap"
         ),
         pytest.param("{{ [1]|batch(10**9, 'x')|list|length }}", id="batch-fill"),
+        pytest.param(
+            "{% set a = 'x' * 99999 %}{{ ([a] * 99999)|upper|length }}", id="list-as-text"
+        ),
+        pytest.param(
+            "{% set a = 'x' * 99999 %}{{ ([a] * 99999)|indent|length }}", id="list-indent"
+        ),
         pytest.param("{{ [1]|slice(10**9)|list|length }}", id="slice"),
         pytest.param(
             "{% set a = 'x' * 99999 %}{{ ('%s' * 50000)|format(*([a] * 50000))|length }}",

@@ -391,10 +391,9 @@ def _guarded(name: str, inner: Callable[..., Any]) -> Callable[..., Any]:
     check_values = name not in _ITERABLE_FILTERS
 
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        if check_values:
-            for arg in args[1:] if pass_arg is not None else args:
-                _check_printable(arg)
-            for arg in kwargs.values():
+        if check_values:  # each is read as text: measure it before it becomes text
+            for arg in (*(args[1:] if pass_arg is not None else args), *kwargs.values()):
+                _check_size(arg, f"the value of |{name}")
                 _check_printable(arg)
         result = inner(*args, **kwargs)
         if isinstance(result, str):
