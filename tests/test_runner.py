@@ -585,9 +585,13 @@ async def test_a_create_with_an_unreadable_answer_is_not_repeated_in_the_run(
     assert out.result.failed == ("s00",)
     assert sim.stats().creates == (4 if forward else 3)
     assert_none_created_twice(sim)
+    assert out.result.unknown == ("s00",)
     entry = entries(path)["s00"]
-    assert entry.status == "failed" and entry.task_id is None
-    assert "may exist" in (entry.error or "")
+    # SPEC §4: a create with no answer leaves "unknown" (it may be billed), not "failed".
+    assert entry.status == "unknown" and entry.task_id is None
+    assert entry.submitted_at is not None
+    assert f"a create was sent at {entry.submitted_at} and no answer came" in (entry.error or "")
+    assert "may be billed" in (entry.error or "")
 
 
 @pytest.mark.anyio
@@ -618,11 +622,16 @@ async def test_a_create_whose_answer_was_dropped_is_not_created_again(tmp_path: 
     assert out.result.failed == ("s00",)
     assert len(out.result.completed) == 4
     entry = entries(path)["s00"]
-    assert entry.status == "failed"
-    assert "may exist" in (entry.error or "") and "not repeated" in (entry.error or "")
-    # The next run pays for it again, knowingly (SPEC §5: not repeated *blindly*).
-    again = await go(path, sim)
-    assert again.result.completed == ("s00",)
+    assert entry.status == "unknown"
+    assert "may be billed" in (entry.error or "") and "--retry-unknown" in (entry.error or "")
+    # The next run holds it (SPEC §5: not repeated *blindly*) and exits 1 ...
+    held = await go(path, sim)
+    assert held.result.exit_code == 1 and held.result.unknown == ("s00",)
+    assert sim.stats().creates == 5
+    # ... and pays for it again only when asked to.
+    again = await go(path, sim, retry_unknown=True)
+    assert again.result.completed == ("s00",) and again.result.exit_code == 0
+    assert sim.stats().creates == 6
 
 
 @pytest.mark.anyio

@@ -93,6 +93,7 @@ def test_every_state(tmp_path: Path) -> None:
     assert report.counts() == {
         "completed": 1,
         "failed": 1,
+        "unknown": 0,
         "running": 1,
         "pending": 2,
         "stale": 1,

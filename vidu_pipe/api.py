@@ -24,19 +24,36 @@ import anyio
 import httpx
 
 from vidu_pipe.constants import SIMULATE_TIME_SCALE, SIMULATOR_BASE_URL
-from vidu_pipe.errors import ConfigError, Problem, StoryboardError, UsageError
+from vidu_pipe.errors import (
+    ApiError,
+    ConfigError,
+    ManifestError,
+    Problem,
+    StoryboardError,
+    UsageError,
+)
 from vidu_pipe.events import EventSink
 from vidu_pipe.execution.runner import RunOptions, RunResult, execute
 from vidu_pipe.manifest.history import Cache, Restorable, results_from_manifest
-from vidu_pipe.manifest.store import Manifest, ManifestEntry, check_owner, load_manifest
+from vidu_pipe.manifest.store import (
+    Manifest,
+    ManifestEntry,
+    ManifestStore,
+    check_owner,
+    load_manifest,
+)
 from vidu_pipe.planner import Plan, select
 from vidu_pipe.planner import plan as _plan
 from vidu_pipe.storyboard.build import load
 from vidu_pipe.storyboard.model import Storyboard
 
 if TYPE_CHECKING:
+    from vidu_pipe.execution.client import ViduClient
     from vidu_pipe.film.cut import CutFormat, CutResult
     from vidu_pipe.views.status import StatusReport
+
+#: Tries of the probe that a relay is there before a manifest is moved to it.
+_PROBE_TRIES = 3
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -87,9 +104,13 @@ def plan(
     force: bool = False,
     simulate: bool = False,
     cache_dir: Path | str | None = None,
+    retry_unknown: bool = False,
 ) -> Plan:
     """What a run would do to each selected shot, from the manifest on disk (and the
-    results cache: ``cache_dir``, by default ``.vidu-pipe/`` beside the storyboard)."""
+    results cache: ``cache_dir``, by default ``.vidu-pipe/`` beside the storyboard).
+
+    ``retry_unknown`` plans creates for the shots whose last create got no answer
+    (``unknown``: they may be billed); without it they are held."""
     board = _storyboard(storyboard)
     path = manifest_path_for(board, manifest)
     found = load_manifest(path)
@@ -105,6 +126,7 @@ def plan(
         restorable=_restorable(
             _cache(board, cache_dir), board, found, only, tags, simulate=simulate
         ),
+        retry_unknown=retry_unknown,
     )
 
 
@@ -295,7 +317,6 @@ async def arun(
     of a result; a result's ``exit_code`` says how the shots went.
     """
     from vidu_pipe.execution.client import ViduClient, resolve_api_key, resolve_base_url
-    from vidu_pipe.manifest.store import ManifestStore
 
     environ = os.environ if env is None else env
     board = _storyboard(storyboard, keep_going=keep_going)
@@ -340,37 +361,86 @@ async def arun(
     existing = load_manifest(path)
     _check_manifest(existing, path, board, simulate=simulate, explicit=manifest is not None)
     adopt = manifest is None  # the storyboard's own manifest, renamed along with it
-    if existing is not None and existing.base_url == SIMULATOR_BASE_URL and not simulate:
-        _forget_simulated(path, existing, board, adopt=adopt)
-    with ManifestStore.open(
-        path,
-        storyboard=board.path.name,
-        base_url=url,
-        order=board.ids,
-        adopt=adopt,
-        keep_empty=False,  # a run stopped before recording anything leaves no file
-    ) as store:
-        # Planned under the lock: a second run cannot plan the same creates meanwhile.
-        snapshot = store.snapshot()
-        if existing is not None and existing.base_url == url:
-            with contextlib.suppress(OSError, ConfigError):  # a cache never stops a run
-                await anyio.to_thread.run_sync(_remember_manifest, cache, existing, board.path.name)
-        restorable = await anyio.to_thread.run_sync(
-            functools.partial(_restorable, cache, board, snapshot, only, tags, simulate=simulate)
+    async with ViduClient(url, key, transport=transport) as client:
+        if existing is not None and existing.base_url != url:
+            # Moving the manifest to another relay rewrites it (and forgets simulated
+            # results): only once that relay has answered, so that a mistyped
+            # --base-url changes nothing on disk.
+            await _probe(client)
+        if existing is not None and existing.base_url == SIMULATOR_BASE_URL and not simulate:
+            await anyio.to_thread.run_sync(
+                functools.partial(_forget_simulated, path, existing, board, adopt=adopt)
+            )
+        # Opening may compact and closing does: blocking I/O, kept off the event loop.
+        store = await anyio.to_thread.run_sync(
+            functools.partial(
+                ManifestStore.open,
+                path,
+                storyboard=board.path.name,
+                base_url=url,
+                order=board.ids,
+                adopt=adopt,
+                keep_empty=False,  # a run stopped before recording anything leaves no file
+            )
         )
-        the_plan = _plan(
-            board,
-            snapshot,
-            only=only,
-            tags=tags,
-            force=force,
-            resumable=not fresh_simulator,
-            restorable=restorable,
-        )
-        async with ViduClient(url, key, transport=transport) as client:
-            return await execute(
+        try:
+            # Planned under the lock: a second run cannot plan the same creates meanwhile.
+            snapshot = store.snapshot()
+            if existing is not None and existing.base_url == url:
+                with contextlib.suppress(OSError, ConfigError):  # a cache never stops a run
+                    await anyio.to_thread.run_sync(
+                        _remember_manifest, cache, existing, board.path.name
+                    )
+            restorable = await anyio.to_thread.run_sync(
+                functools.partial(
+                    _restorable, cache, board, snapshot, only, tags, simulate=simulate
+                )
+            )
+            the_plan = _plan(
+                board,
+                snapshot,
+                only=only,
+                tags=tags,
+                force=force,
+                resumable=not fresh_simulator,
+                restorable=restorable,
+                retry_unknown=opts.retry_unknown,
+            )
+            result = await execute(
                 the_plan, store=store, client=client, options=opts, on_event=on_event
             )
+        except BaseException:
+            # The run's own error says more than a failed close (a full disk fails both).
+            with anyio.CancelScope(shield=True), contextlib.suppress(ManifestError):
+                await anyio.to_thread.run_sync(store.close)
+            raise
+        await anyio.to_thread.run_sync(store.close)
+        return result
+
+
+async def _probe(client: ViduClient) -> None:
+    """Ask the relay about a task that does not exist: any HTTP answer shows it is there.
+
+    Raises :class:`ConfigError` when it cannot be reached, :class:`AuthError` when it
+    refuses the key; either way before anything is written.
+    """
+    last: ApiError | None = None
+    for attempt in range(_PROBE_TRIES):
+        try:
+            await client.query("vidu-pipe-probe")
+            return
+        except ApiError as exc:
+            if exc.status_code is not None:
+                return
+            last = exc
+            if not exc.retryable:
+                break
+        await anyio.sleep(0.2 * (attempt + 1))
+    assert last is not None
+    raise ConfigError(
+        f"cannot reach the relay at {client.base_url}: {last.message} (check --base-url / "
+        "VIDU_BASE_URL and the network); nothing was changed"
+    )
 
 
 def _check_folder(folder: Path) -> None:
@@ -391,7 +461,6 @@ def _forget_simulated(path: Path, existing: Manifest, board: Storyboard, *, adop
     Done under the simulator's own base URL and folded in before the real run opens
     the file, so that no crash can leave simulated videos under a real base URL.
     """
-    from vidu_pipe.manifest.store import ManifestStore
 
     with ManifestStore.open(
         path, storyboard=board.path.name, base_url=SIMULATOR_BASE_URL, order=board.ids, adopt=adopt

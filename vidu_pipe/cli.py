@@ -192,6 +192,16 @@ def _add_json(p: argparse.ArgumentParser, what: str = "one JSON document on stdo
     _flag(p, "--json", action="store_true", help=f"machine-readable output: {what} (default: off)")
 
 
+def _add_retry_unknown(p: argparse.ArgumentParser) -> None:
+    _flag(
+        p,
+        "--retry-unknown",
+        action="store_true",
+        help="create again the shots whose last create got no answer: they may be billed "
+        "twice (default: off, such shots are held)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: every command, flag and help line."""
     parser = _Parser(
@@ -370,6 +380,7 @@ def _add_plan(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="show each request body exactly as it would be sent (default: off)",
     )
     _add_json(p, "every shot with its action, reason and request body")
+    _add_retry_unknown(p)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -387,6 +398,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         tags=args.tag,
         force=args.force,
         simulate=args.simulate,
+        retry_unknown=args.retry_unknown,
     )
     where = manifest_path_for(the_plan.storyboard, args.manifest)
     if args.json:
@@ -490,6 +502,7 @@ def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="run the valid selected shots even when other shots are invalid; list those and "
         "exit 2 (default: off, any invalid shot stops the run)",
     )
+    _add_retry_unknown(p)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -510,6 +523,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_creates=args.max_creates,
         download_dir=Path(args.download) if args.download else None,
         handle_signals=True,
+        retry_unknown=args.retry_unknown or None,
     )
     # --json keeps stdout pure JSON lines (one event each); everything else goes to stderr.
     mode = choose_mode(sys.stdout, json=args.json, quiet=args.quiet)

@@ -10,6 +10,10 @@ none, or ``pending``                   create    new / pending
 ``failed``                             create    failed
 ``completed``, other fingerprint       create    changed
 ``completed``, same fingerprint        skip      up to date (create: forced)
+``completed`` without a video URL      create    no video (a hand edit)
+``unknown``, same fingerprint          hold      a create got no answer: it may be billed
+                                                 (create: --retry-unknown)
+``unknown``, other fingerprint         create    changed (the old create is abandoned)
 ``submitted``, same fingerprint        resume    submitted (poll the task)
 ``submitted``, other fingerprint       create    changed (old task abandoned)
 none, but a shot no longer in the      skip      up to date (its video is
@@ -22,7 +26,8 @@ younger than 24 h)
 =====================================  ========  ==========================
 
 ``--force`` turns "up to date" into a create; it never re-creates a task that
-is still running (that would pay twice for one shot).
+is still running (that would pay twice for one shot), nor a shot whose create got no
+answer: only ``--retry-unknown`` does that (the task may exist and be billed).
 """
 
 from __future__ import annotations
@@ -37,12 +42,12 @@ from typing import Literal
 from vidu_pipe.errors import UsageError
 from vidu_pipe.failures import failure_advice
 from vidu_pipe.manifest.history import Restorable
-from vidu_pipe.manifest.store import Manifest, ManifestEntry
+from vidu_pipe.manifest.store import Manifest, ManifestEntry, unknown_note
 from vidu_pipe.storyboard.model import BrokenShot, Shot, Storyboard
 
 __all__ = ["Action", "Plan", "Step", "decide", "plan", "select", "select_broken"]
 
-Action = Literal["skip", "resume", "restore", "create"]
+Action = Literal["skip", "resume", "restore", "create", "hold"]
 
 
 @dataclass(frozen=True)
@@ -157,12 +162,27 @@ def _matches_broken(shot: BrokenShot, pattern: str) -> bool:
 
 
 def decide(
-    shot: Shot, entry: ManifestEntry | None, *, force: bool = False, resumable: bool = True
+    shot: Shot,
+    entry: ManifestEntry | None,
+    *,
+    force: bool = False,
+    resumable: bool = True,
+    retry_unknown: bool = False,
 ) -> Step:
     """The table in this module's docstring, for one shot."""
     if entry is None:
         return Step(shot, "create", "new", None)
     same = entry.fingerprint == shot.fingerprint
+    if entry.status == "unknown":
+        if not resumable:
+            return Step(shot, "create", "its simulated create ended with its simulator", entry)
+        if not same:
+            # A new request: the old create (maybe billed) is abandoned, as a running
+            # task of a changed shot is.
+            return Step(shot, "create", "changed (an earlier create got no answer)", entry)
+        if retry_unknown:
+            return Step(shot, "create", "--retry-unknown: " + unknown_note(entry), entry)
+        return Step(shot, "hold", unknown_note(entry, hint=False), entry)
     if entry.status == "submitted" and entry.task_id:
         if not resumable:
             return Step(shot, "create", "its simulated task ended with its simulator", entry)
@@ -172,6 +192,8 @@ def decide(
     if entry.status == "completed":
         if not same:
             return Step(shot, "create", "changed", entry)
+        if not entry.video_url:
+            return Step(shot, "create", "completed without a video URL", entry)
         if force:
             return Step(shot, "create", "forced", entry)
         return Step(shot, "skip", "up to date", entry)
@@ -191,6 +213,7 @@ def plan(
     trusted: bool = True,
     resumable: bool = True,
     restorable: Mapping[str, Restorable] | None = None,
+    retry_unknown: bool = False,
 ) -> Plan:
     """Decide every selected shot against the manifest (None: no manifest yet).
 
@@ -199,7 +222,8 @@ def plan(
     (a fresh in-process simulator) creates the shots whose task was submitted
     to an earlier simulator, which no longer exists. ``restorable`` (by
     fingerprint: results of the cache whose video can still be had) turns a
-    create into a ``restore``, unless ``force``.
+    create into a ``restore``, unless ``force``. ``retry_unknown`` creates the
+    shots whose last create got no answer (else they are held).
     """
     cached = restorable if restorable is not None and not force else {}
     entries = manifest.entries if manifest is not None else {}
@@ -220,11 +244,17 @@ def plan(
     orphans = {
         entry.fingerprint: shot_id
         for shot_id, entry in entries.items()
-        if shot_id not in ids and entry.status == "completed"
+        if shot_id not in ids and entry.status == "completed" and entry.video_url
     }
     steps = []
     for shot in shots:
-        step = decide(shot, entries.get(shot.id), force=force, resumable=resumable)
+        step = decide(
+            shot,
+            entries.get(shot.id),
+            force=force,
+            resumable=resumable,
+            retry_unknown=retry_unknown,
+        )
         old = orphans.pop(shot.fingerprint, None) if step.reason == "new" else None
         if old is not None and not force:
             step = Step(shot, "skip", f"up to date (the video of {old})", entries[old], old)
@@ -233,8 +263,9 @@ def plan(
 
 
 def _restored(step: Step, cached: Mapping[str, Restorable]) -> Step:
-    """A create whose request the cache completed before becomes a restore."""
-    found = cached.get(step.shot.fingerprint) if step.action == "create" else None
+    """A create whose request the cache completed before becomes a restore (so does a held
+    shot: its video is to be had without asking what the unanswered create did)."""
+    found = cached.get(step.shot.fingerprint) if step.action in ("create", "hold") else None
     if found is None:
         return step
     where = "cached file" if found.source == "cache" else "its URL, still fresh"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -68,8 +69,15 @@ class CreateGate:
         """Roughly how long a create asked for now would wait (for progress display)."""
         return max(0.0, max(self._next, self.blocked_until) - self.clock.now())
 
-    async def acquire(self) -> None:
-        """Wait until one more create may be sent, and count it as sent."""
+    async def acquire(self, admit: Callable[[], bool] | None = None) -> bool:
+        """Wait until one more create may be sent, and count it as sent.
+
+        ``admit`` runs once the gate opens, still holding it: the runner announces the
+        create on disk there. When it returns False nothing is counted and neither is this
+        acquire (False). The next create waits a full spacing from when this one was
+        admitted (so the rate is used), and at least 3/4 of one from when it could go out
+        (so a slow announcement does not bunch it with the next).
+        """
         async with self._lock:  # FIFO: creates go out in the order they asked
             while True:
                 now = self.clock.now()
@@ -80,12 +88,16 @@ class CreateGate:
                     break
                 # Wake at least every few seconds: a 429 elsewhere may move the gate.
                 await self.clock.sleep(min(ready - now, 5.0))
+            admitted = self.clock.now()
+            if admit is not None and not admit():
+                return False
             now = self.clock.now()
             self._recent.append(now)
             while self.per_minute > 0 and len(self._recent) > self.per_minute:
                 self._recent.popleft()
-            spread = self.spacing or (_MIN_SPREAD if self.backoff > 1.0 else 0.0)
-            self._next = now + spread * self.backoff
+            spread = (self.spacing or (_MIN_SPREAD if self.backoff > 1.0 else 0.0)) * self.backoff
+            self._next = max(admitted + spread, now + 0.75 * spread)
+            return True
 
     def created(self) -> None:
         """A create went through: ease the backoff towards the configured rate."""

@@ -9,13 +9,19 @@ Everything runs inside one anyio task group, one task per shot:
   pauses everyone on a 429;
 - each task is polled on its own :class:`~vidu_pipe.polling.PollSchedule`.
 
-Retries never pay twice for one shot. A create is retried only when it surely
-created nothing: the connection was refused, or the relay answered 429 or 5xx
-(at this relay an error answer created nothing, SPEC §5). A create that got no
-answer may have created a task; it is recorded as failed with that said, and not
-repeated in this run. The task id of a create is on disk (fsynced) before the
-shot's next request, and the send-and-record is shielded from cancellation, so
-neither Ctrl-C nor ``kill -9`` can lose a task that was paid for.
+Retries never pay twice for one shot. Before each create is sent, a write-ahead
+record (fsynced) marks the shot ``unknown`` with the time it was sent; it is written as
+the create gate opens. The answer turns it into ``submitted`` with its task id, on disk
+before the shot's next request. A create that surely created nothing (the connection was
+refused, or the relay answered 429 or 5xx with its error body: SPEC §5) takes the mark
+back and may be retried. A create that got no answer may have created a task: the shot
+stays ``unknown`` and is not created again, in this run or the next, unless
+``--retry-unknown``. The send-and-record is shielded from cancellation, so neither
+Ctrl-C nor ``kill -9`` can lose a task that was paid for, or forget that one may be.
+
+When the manifest cannot be written (a full disk), the run stops creating at once,
+prints every task id not yet on disk with its shot, keeps polling the tasks it has, and
+ends with the disk error (exit 3).
 
 A refused key (401) stops the whole run at once; a spent quota (403) stops
 creating and lets the running tasks finish.
@@ -49,6 +55,7 @@ from vidu_pipe.errors import (
     ApiError,
     AuthError,
     ConfigError,
+    ManifestError,
     QuotaError,
     RelayUnreachableError,
     ViduPipeError,
@@ -80,7 +87,13 @@ from vidu_pipe.execution.polling import PaceBook, Pacer, kind_of, load_pace, pac
 from vidu_pipe.execution.ratelimit import Clock, CreateGate
 from vidu_pipe.failures import failure_advice
 from vidu_pipe.manifest.history import Cache, Result
-from vidu_pipe.manifest.store import Download, ManifestEntry, ManifestStore
+from vidu_pipe.manifest.store import (
+    Download,
+    ManifestEntry,
+    ManifestStore,
+    unknown_note,
+    unknown_summary,
+)
 from vidu_pipe.planner import Plan, Step
 from vidu_pipe.storyboard.model import Shot
 from vidu_pipe.timestamps import parse_time, utc_now
@@ -130,6 +143,8 @@ class RunOptions:
     placeholder: Callable[[Shot, Path], None] | None = None
     #: Keep the relay's pace between runs in ``.vidu-pipe/pace.json`` beside the storyboard.
     learn_pace: bool = True
+    #: Create again the shots whose last create got no answer (they may be billed twice).
+    retry_unknown: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,6 +159,8 @@ class RunResult:
     restored: tuple[str, ...] = ()
     #: Shots whose task was still running when the run was interrupted (resumed next run).
     running: tuple[str, ...] = ()
+    #: Shots whose create got no answer: a task may exist and be billed (also in ``failed``).
+    unknown: tuple[str, ...] = ()
     created: int = 0
     resumed: int = 0
     interrupted: bool = False
@@ -169,6 +186,7 @@ class _Tally:
     skipped: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
     running: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
     tasks: set[str] = field(default_factory=set)  # shots with a task created or resumed
     created: int = 0
     resumed: int = 0
@@ -211,6 +229,10 @@ class _Run:
         self.pacer = Pacer(PaceBook(history), self.clock)
         #: Creates again after a failure the relay called transient, per shot.
         self.recreated: dict[str, int] = {}
+        #: Task ids the relay gave that could not be recorded (a full disk): shot -> id.
+        self.unknown_ids: dict[str, str] = {}
+        #: The manifest cannot be written: no more creates (polling goes on).
+        self.disk_error: ManifestError | None = None
 
     def emit(self, event: Event) -> None:
         self.emit_event(event)
@@ -235,7 +257,8 @@ class _Run:
         self.messages += [f"{s.shot.id}: {s.advice}" for s in steps if s.advice]
         # Resumed tasks are already running at the relay: they take the first slots.
         ordered = sorted(
-            steps, key=lambda s: {"resume": 0, "create": 1, "skip": 2, "restore": 2}[s.action]
+            steps,
+            key=lambda s: {"resume": 0, "create": 1, "skip": 2, "restore": 2, "hold": 3}[s.action],
         )
         async with anyio.create_task_group() as outer:
             if self.options.handle_signals:
@@ -263,6 +286,7 @@ class _Run:
             skipped=ordered_ids(self.tally.skipped),
             restored=ordered_ids(self.tally.restored),
             running=ordered_ids(self.tally.running),
+            unknown=ordered_ids(self.tally.unknown),
             created=self.tally.created,
             resumed=self.tally.resumed,
             interrupted=self.interrupted,
@@ -278,12 +302,32 @@ class _Run:
                 skipped=len(result.skipped),
                 restored=len(result.restored),
                 created=result.created,
-                exit_code=EXIT_CONFIG if self.fatal is not None else result.exit_code,
+                exit_code=EXIT_CONFIG
+                if self.fatal is not None or self.disk_error is not None
+                else result.exit_code,
             )
         )
+        if self.unknown_ids:
+            self._report_unrecorded()
+        if self.fatal is None and self.disk_error is not None:
+            self.fatal = self.disk_error
         if self.fatal is not None:
             raise self.fatal
+        if self.tally.unknown:
+            self.messages.append(unknown_summary(self.tally.unknown))
+            result = replace(result, messages=tuple(self.messages))
         return result
+
+    def _report_unrecorded(self) -> None:
+        """A full disk: every task id the relay gave that is not on disk, on stderr, so
+        that nothing paid for is lost (SPEC §5)."""
+        sys.stderr.write(
+            "vidu-pipe: these tasks were created but could not be recorded in the manifest; "
+            "keep this list (a rerun would create them again):\n"
+        )
+        for shot_id, task_id in self.unknown_ids.items():
+            sys.stderr.write(f"  shot {shot_id}: task {task_id}\n")
+        sys.stderr.flush()
 
     async def _watch_signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -325,6 +369,12 @@ class _Run:
     async def _drive(self, step: Step) -> None:
         shot = step.shot
         try:
+            if step.action == "hold":
+                assert step.entry is not None
+                self.tally.unknown.append(shot.id)
+                self.tally.failed.append(shot.id)
+                self.emit(Failed(shot=shot.id, task_id=None, error=unknown_note(step.entry)))
+                return
             if step.action == "skip":
                 if step.adopted_from is not None and step.entry is not None:
                     self.store.set(shot.id, step.entry, durable=False)
@@ -343,7 +393,12 @@ class _Run:
                     await self._copy_download(shot, made)
                 else:
                     await self._download(shot, url)
-        except ViduPipeError as exc:  # a refused key, an unreachable relay, a full disk
+        except ManifestError as exc:  # a full disk: this shot stops, the others poll on
+            self._disk_full(exc)
+            if shot.id not in self._settled():
+                self.tally.failed.append(shot.id)
+                self.emit(Failed(shot=shot.id, task_id=None, error=str(exc)))
+        except ViduPipeError as exc:  # a refused key, an unreachable relay
             self._stop_all(exc)
         except Exception as exc:  # a bug: stop cleanly, say what, keep what is on disk
             logger.debug("shot %s", shot.id, exc_info=True)
@@ -434,6 +489,20 @@ class _Run:
         if advice is not None:
             self.messages.append(f"{shot.id}: {advice}")
 
+    async def _take_back(self, shot: Shot, before: ManifestEntry | None) -> None:
+        """The create surely created nothing: the shot's entry as it was before the
+        write-ahead record (shielded: a cancelled take-back would leave a false alarm)."""
+        with anyio.CancelScope(shield=True):
+            await self.store.record(shot.id, before)
+
+    def _disk_full(self, error: ManifestError) -> None:
+        """The manifest cannot be written: stop creating, keep polling what exists."""
+        if self.disk_error is None:
+            self.disk_error = error
+            self.stopping = True
+            self.stop_reason = "the manifest cannot be written"
+            self.messages.append(f"stopped creating: {error}")
+
     async def _create(self, shot: Shot, previous: ManifestEntry | None) -> ManifestEntry | None:
         cap = self.options.max_creates
         if cap is not None and self.creates_reserved >= cap:
@@ -448,6 +517,7 @@ class _Run:
             attempts=attempts,
         )
         attempt = 0
+        before = self.store.get(shot.id)
         while True:
             if self.stopping or self.quota_error:
                 self.creates_reserved -= 1
@@ -458,22 +528,46 @@ class _Run:
             wait = self.gate.expected_wait()
             if wait > 0.5:
                 self.emit(Waiting(shot=shot.id, reason="rate-limit", seconds=round(wait, 1)))
-            await self.gate.acquire()
-            if self.stopping or self.quota_error:
-                continue
+            # Write-ahead (SPEC §5): the create is announced on disk before it is sent, so a
+            # run killed while waiting for the answer leaves "unknown", never nothing. It is
+            # written as the gate opens (see CreateGate.acquire), on the event loop: the send
+            # must follow the gate at once (a 429's pause holds back only creates not yet
+            # through it), and a thread hop would widen that window.
+            announced = base
+
+            def announce() -> bool:
+                nonlocal announced
+                if self.stopping or self.quota_error:
+                    return False
+                sent = base.replace(status="unknown", attempts=attempts + 1, submitted_at=utc_now())
+                sent = sent.replace(error=unknown_note(sent))
+                self.store.set(shot.id, sent)  # raises ManifestError: nothing counted
+                announced = sent
+                return True
+
             try:
-                # Shielded: once a create is on the wire, neither Ctrl-C nor a refused key
+                if not await self.gate.acquire(announce):
+                    continue
+            except ManifestError as exc:
+                self.creates_reserved -= 1
+                self._disk_full(exc)
+                self._not_started(shot, self.stop_reason)
+                return None
+            sent_at = announced.submitted_at
+            try:
+                # Shielded: once a create is announced, neither Ctrl-C nor a refused key
                 # elsewhere may drop its answer before the task id is on disk.
                 with anyio.CancelScope(shield=True):
                     state = await self.client.create(shot.request)
-                    entry = base.replace(
-                        status="submitted",
-                        task_id=state.task_id,
-                        attempts=attempts + 1,
-                        submitted_at=utc_now(),
-                    )
-                    self.store.set(shot.id, entry, durable=True)
+                    entry = announced.replace(status="submitted", task_id=state.task_id, error=None)
+                    try:
+                        await self.store.record(shot.id, entry, durable=True)
+                    except ManifestError as exc:
+                        # Paid for, not on disk: say it loudly, and keep polling it.
+                        self.unknown_ids[shot.id] = state.task_id
+                        self._disk_full(exc)
             except QuotaError as exc:
+                await self._take_back(shot, before)
                 self.creates_reserved -= 1
                 if self.quota_error is None:
                     self.quota_error = exc.message
@@ -485,12 +579,29 @@ class _Run:
                 return None
             except AmbiguousCreateError as exc:
                 error = (
-                    f"the create got no answer ({exc.message}): a task may exist and be "
-                    "billed, so it was not repeated in this run; the next run creates it again"
+                    f"a create was sent at {sent_at} and no answer came: it may be billed "
+                    f"({exc.message}); it is not created again unless --retry-unknown"
                 )
-                self._fail(shot, base.replace(attempts=attempts + 1), error)
+                with anyio.CancelScope(shield=True):
+                    await self.store.record(shot.id, announced.replace(error=error))
+                self.tally.unknown.append(shot.id)
+                self.tally.failed.append(shot.id)
+                self.emit(Failed(shot=shot.id, task_id=None, error=error))
                 return None
             except ApiError as exc:
+                policy = replace(retry.CREATE, attempts=self.options.create_attempts)
+                again = retry.create_may_retry(exc) and policy.more(attempt)
+                if again and exc.status_code == 429:
+                    # Before any await: every create not yet through the gate must wait.
+                    hint = retry.capped_retry_after(exc.retry_after)
+                    if hint is not None and hint != exc.retry_after:
+                        self.messages.append(
+                            f"{shot.id}: the relay asked to wait {exc.retry_after:g} s; "
+                            f"waiting {hint:g} s at most"
+                        )
+                    pause = self.gate.refused(None if hint is None else self.clock.from_wire(hint))
+                    self.emit(RateLimited(shot=shot.id, retry_after=round(pause, 2)))
+                await self._take_back(shot, before)
                 self._check_reachable(exc, attempt)
                 if exc.status_code in (404, 405):
                     # No create route there: a wrong --base-url, not a problem of this shot.
@@ -498,25 +609,18 @@ class _Run:
                         f"{self.client.base_url} has no task endpoint (HTTP {exc.status_code} on "
                         "POST /v1/video/generations): check --base-url / VIDU_BASE_URL"
                     ) from None
-                policy = replace(retry.CREATE, attempts=self.options.create_attempts)
-                if retry.create_may_retry(exc) and policy.more(attempt):
-                    if exc.status_code == 429:
-                        hint = retry.capped_retry_after(exc.retry_after)
-                        if hint is not None and hint != exc.retry_after:
-                            self.messages.append(
-                                f"{shot.id}: the relay asked to wait {exc.retry_after:g} s; "
-                                f"waiting {hint:g} s at most"
-                            )
-                        pause = self.gate.refused(
-                            None if hint is None else self.clock.from_wire(hint)
-                        )
-                        self.emit(RateLimited(shot=shot.id, retry_after=round(pause, 2)))
-                    else:
+                if again:
+                    if exc.status_code != 429:
                         await self._back_off(shot, "create", attempt, exc, policy)
                     continue
                 self.creates_reserved -= 1
                 self._fail(shot, base, exc.message)
                 return None
+            except Exception:
+                # A refused key (401), or a body that could not be encoded: nothing was sent
+                # or nothing was created.
+                await self._take_back(shot, before)
+                raise
             self.reached = True
             self.gate.created()
             self.tally.created += 1

@@ -35,6 +35,8 @@ __all__ = [
     "describe",
     "error",
     "parse_json",
+    "unknown_note",
+    "unknown_summary",
 ]
 
 MANIFEST_VERSION: Final = 1
@@ -373,6 +375,24 @@ class ManifestEntry:
         raw = fields.pop("download", None)
         download = None if raw is None else Download(raw["path"], raw["size"], raw["sha256"])
         return cls(**fields, download=download)
+
+
+def unknown_note(entry: ManifestEntry, *, hint: bool = True) -> str:
+    """What an ``unknown`` entry means, in the words ``plan``, ``run``, ``status`` and the
+    report all use (``hint``: with what to do about it)."""
+    when = entry.submitted_at or "an unrecorded time"
+    note = f"a create was sent at {when} and no answer came: it may be billed"
+    return note + " (--retry-unknown creates it again)" if hint else note
+
+
+def unknown_summary(shot_ids: Sequence[str]) -> str:
+    """The closing line of a run or plan that leaves ``unknown`` shots."""
+    n = len(shot_ids)
+    return (
+        f"{n} shot{'s' if n != 1 else ''} may be billed without a result: a create was sent "
+        f"and no answer came ({', '.join(shot_ids)}); check the relay's task list, then "
+        "`run --retry-unknown` creates them again"
+    )
 
 
 def _ordered(entries: Mapping[str, ManifestEntry], order: Sequence[str]) -> list[str]:

@@ -51,6 +51,8 @@ from vidu_pipe.manifest.model import (
     _ordered,
     error,
     parse_json,
+    unknown_note,
+    unknown_summary,
 )
 from vidu_pipe.timestamps import utc_now
 
@@ -69,6 +71,8 @@ __all__ = [
     "load_manifest",
     "lock_path",
     "run_files",
+    "unknown_note",
+    "unknown_summary",
 ]
 
 logger = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vidu_pipe.manifest.store import unknown_summary
 from vidu_pipe.planner import Plan
 
 __all__ = ["format_bodies", "format_table", "plan_json"]
@@ -41,6 +42,9 @@ def _summary(the_plan: Plan) -> list[str]:
         lines.append(
             f"would bill {_count(total_t, 'task')}, {total_s} s of video: " + "; ".join(parts)
         )
+    held = [step.shot.id for step in the_plan.steps if step.action == "hold"]
+    if held:
+        lines.append(unknown_summary(held))
     return lines
 
 
@@ -96,7 +100,7 @@ def format_bodies(the_plan: Plan, manifest_path: Path) -> str:
             f"{step.action:<7} {shot.id:<{width}}  {shot.mode:<10} {shot.model:<14}"
             f" {shot.duration:>2}s  {step.reason}"
         )
-        if step.action not in ("skip", "restore"):  # a restore sends nothing
+        if step.action not in ("skip", "restore", "hold"):  # a restore sends nothing
             body = json.dumps(shot.request, indent=2, ensure_ascii=False)
             out += ["    " + line for line in body.splitlines()]
     out.append("")
@@ -128,6 +132,8 @@ def plan_json(the_plan: Plan, manifest_path: Path) -> dict[str, Any]:
             "resume": the_plan.count("resume"),
             "skip": the_plan.count("skip"),
             "restore": the_plan.count("restore"),
+            # Only when there are: shots whose create got no answer (SPEC §4 unknown).
+            **({"hold": the_plan.count("hold")} if the_plan.count("hold") else {}),
             "billing": {m: {"tasks": t, "seconds": s} for m, (t, s) in billing.items()},
         },
     }

@@ -179,6 +179,7 @@ class _Sheet:
             "pending": "not made yet",
             "running": "generating",
             "failed": "no video",
+            "unknown": "no answer: may be billed",
         }.get(row.state, "no video here")
 
     def card(self, index: int, row: ShotStatus) -> _Card:
@@ -282,7 +283,7 @@ class _Sheet:
             "states": [
                 {"state": state, "count": counts[state]}
                 for state in STATES
-                if state != "orphaned" or counts[state]
+                if state not in ("orphaned", "unknown") or counts[state]
             ],
             "done_seconds": done,
             "planned": sum(shot.duration for shot in shots),

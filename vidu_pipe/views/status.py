@@ -8,6 +8,8 @@ none, or ``pending``                   pending
 ``completed``, same fingerprint        completed   "URL expired" past its 24-hour life
 ``completed``, other fingerprint       stale       the next run makes it again
 ``failed``                             failed      its error
+``unknown`` (a create got no answer)   unknown     "a create was sent at T and no answer
+                                                   came: it may be billed"
 an entry of no shot in the storyboard  orphaned    left by a removed or renamed shot
 =====================================  ==========  =====================================
 
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any, Final, Literal
 
 from vidu_pipe.constants import SIMULATOR_BASE_URL, VIDEO_URL_LIFETIME
-from vidu_pipe.manifest.store import Manifest, ManifestEntry
+from vidu_pipe.manifest.store import Manifest, ManifestEntry, unknown_note
 from vidu_pipe.storyboard.model import Shot, Storyboard
 from vidu_pipe.timestamps import parse_time
 
@@ -39,10 +41,11 @@ __all__ = [
     "print_status",
 ]
 
-State = Literal["completed", "failed", "running", "pending", "stale", "orphaned"]
+State = Literal["completed", "failed", "unknown", "running", "pending", "stale", "orphaned"]
 STATES: Final[tuple[State, ...]] = (
     "completed",
     "failed",
+    "unknown",
     "running",
     "pending",
     "stale",
@@ -161,8 +164,16 @@ def _state_of(shot: Shot, entry: ManifestEntry | None) -> tuple[State, str | Non
         return "running", note
     if entry.status == "failed":
         return "failed", None if same else "changed since it failed"
+    if entry.status == "unknown":
+        # The entry's error already says "a create was sent at T and no answer came".
+        note = "it may be billed; --retry-unknown creates it again" if entry.error else None
+        return "unknown", (note or unknown_note(entry)) + (
+            "" if same else "; changed since it was sent"
+        )
     if not same:
         return "stale", "changed since: the next run makes it again"
+    if not entry.video_url:
+        return "stale", "completed without a video URL: the next run makes it again"
     return "completed", None
 
 
@@ -225,6 +236,7 @@ def compute(
 _COLOURS: Final[dict[str, str]] = {
     "completed": "green",
     "failed": "red",
+    "unknown": "bold red",
     "running": "cyan",
     "pending": "dim",
     "stale": "yellow",
