@@ -3,8 +3,10 @@
 The simulator serves a loopback socket from this process (``running_server``) with short
 tasks: a fast model finishes in 0.6 s, a slow one in 2 s. The run is ``python -m vidu_pipe
 run`` with ``--json``, so the test reads the events and strikes at a known moment: when
-every slot holds a running task, so that no create is on the wire (a create in flight at
-a ``kill -9`` is the one case no client can settle).
+every slot holds a running task, so that no create is on the wire. A create in flight at a
+``kill -9`` is the one case no client can settle; the last test strikes exactly then, over
+and over, and checks that the write-ahead record (``unknown``) keeps the next run from
+paying again.
 """
 
 from __future__ import annotations
@@ -240,3 +242,80 @@ def test_a_second_run_on_a_held_manifest_fails_at_once_naming_the_first(
         first.send_signal(signal.SIGINT)
         first.communicate(timeout=15)
     assert first.returncode == 130
+
+
+# --- kill -9 while creates wait for their answers (issue 10 item 1) -----------------------
+
+KILLS = 20
+
+
+def _unknown_shots(manifest: Path) -> set[str]:
+    try:
+        found = load_manifest(manifest)
+    except Exception:  # caught mid-compaction by a dying run: look again
+        return set()
+    if found is None:
+        return set()
+    return {shot for shot, entry in found.entries.items() if entry.status == "unknown"}
+
+
+def test_kill_9_during_creates_never_pays_twice_and_retry_unknown_completes(
+    tmp_path: Path,
+) -> None:
+    """Creates answered 0.6 s late; each run is killed the moment a create of its own is
+    on the wire (its write-ahead mark is on disk). No shot is created twice over
+    ``KILLS`` kills; ``--retry-unknown`` then makes every held shot."""
+    spans = {m: (0.2, 0.2) for m in MODELS}
+    sim = Simulator(
+        SimulatorConfig(key=KEY, durations=spans, queue_seconds=(0.0, 0.0), max_running=100)
+    )
+    sim.inject("create", delay=0.6, count=100_000)
+    shots = 3 * KILLS + 6
+    path = write_board(tmp_path, [FAST] * shots)
+    manifest = path.with_suffix(".manifest.json")
+    started = time.monotonic()
+    hits = 0
+    with running_server(sim) as url:
+        for _ in range(KILLS):
+            before = _unknown_shots(manifest)
+            proc = start(path, url, "--concurrency", "3", "--poll-interval", "0.05")
+            try:
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and proc.poll() is None:
+                    if _unknown_shots(manifest) - before:
+                        break
+                    time.sleep(0.01)
+            finally:
+                proc.kill()
+                proc.communicate(timeout=15)
+            assert proc.returncode == -signal.SIGKILL
+            hits += bool(_unknown_shots(manifest) - before)
+        creates = sim.stats().creates
+        per_prompt = Counter(str(b["prompt"]) for b in sim.stats().bodies)
+        duplicates = sum(n - 1 for n in per_prompt.values())
+        held = _unknown_shots(manifest)
+        # A plain rerun holds the unknown shots: it creates the rest, exits 1.
+        done, events = rerun(path, url, "--concurrency", "8", "--poll-interval", "0.05")
+        assert done.returncode == 1, done.stderr
+        assert "may be billed" in done.stderr
+        assert not {e["shot"] for e in events if e["event"] == "created"} & held
+        per_prompt = Counter(str(b["prompt"]) for b in sim.stats().bodies)
+        assert max(per_prompt.values()) == 1, "a plain rerun pays for nothing twice"
+        # --retry-unknown makes them, knowingly.
+        retried, events = rerun(
+            path, url, "--concurrency", "8", "--poll-interval", "0.05", "--retry-unknown"
+        )
+        assert retried.returncode == 0, retried.stderr
+        assert {e["shot"] for e in events if e["event"] == "created"} == held
+    final = load_manifest(manifest)
+    assert final is not None and {e.status for e in final.entries.values()} == {"completed"}
+    assert len(final.entries) == shots
+    figures = (
+        f"kill-9 series: {KILLS} kills, {hits} during a create, {creates} creates seen by the "
+        f"relay before the reruns, {duplicates} duplicates, {len(held)} shots held as unknown, "
+        f"{time.monotonic() - started:.1f} s"
+    )
+    print(figures)
+    assert hits >= KILLS - 2, figures  # nearly every kill struck a create on the wire
+    assert duplicates == 0, figures
+    assert held, figures

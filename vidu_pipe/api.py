@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -447,9 +448,9 @@ def _check_folder(folder: Path) -> None:
     """``--download DIR`` must be a folder we can write, found out before paying."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".vidu-pipe-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # An unpredictable name, created exclusively: a planted link is never written.
+        with tempfile.TemporaryFile(dir=folder, prefix=".vidu-pipe-write-test-"):
+            pass
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise UsageError(f"--download {folder!r}: cannot write there ({reason})") from None

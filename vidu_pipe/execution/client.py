@@ -54,7 +54,6 @@ echo the key anywhere, and the runner writes a task's reason and URL into the ma
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import hashlib
 import ipaddress
@@ -63,12 +62,11 @@ import logging
 import math
 import os
 import re
-import secrets
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Final, Literal
+from typing import Any, Final, Literal
 from urllib.parse import quote, urlsplit
 
 import anyio
@@ -89,6 +87,7 @@ from vidu_pipe.execution.answers import (
     parse_task,
     read_task,
 )
+from vidu_pipe.fileio import AtomicFile
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -625,16 +624,14 @@ def _text_summary(response: httpx.Response) -> str:
 async def _write_atomically(
     response: httpx.Response, dest: Path, *, action: str
 ) -> tuple[int, str]:
-    temp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
     digest = hashlib.sha256()
     size = 0
-    try:
-        with temp.open("xb") as out:
-            async for chunk in response.aiter_bytes():
-                out.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-            await anyio.to_thread.run_sync(_flush_and_sync, out)
+    # fileio: a temporary name from tempfile beside dest, never written through a link.
+    with AtomicFile(dest) as out:
+        async for chunk in response.aiter_bytes():
+            out.file.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
         # Decoded bytes differ from the length on the wire when the body is encoded.
         expected = response.headers.get("Content-Length", "")
         unencoded = "Content-Encoding" not in response.headers
@@ -644,27 +641,5 @@ async def _write_atomically(
             )
         if size == 0:
             raise ApiError(f"{action}: the video host sent an empty file", retryable=True)
-        await anyio.to_thread.run_sync(os.replace, temp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
-    _sync_folder(dest.parent)
+        await anyio.to_thread.run_sync(out.commit)
     return size, digest.hexdigest()
-
-
-def _flush_and_sync(out: BinaryIO) -> None:
-    out.flush()
-    os.fsync(out.fileno())
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename durable; not every platform can open a folder."""
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-    try:
-        fd = os.open(folder, flags)
-    except OSError:
-        return
-    with contextlib.suppress(OSError):
-        os.fsync(fd)
-    os.close(fd)

@@ -19,7 +19,9 @@ import json
 import os
 import socket
 import stat
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,9 +88,15 @@ class RunLock:
         run's pid, host and start time; :class:`ManifestError` when the lock file cannot
         be made (a symlink planted there is refused, not followed).
         """
-        import filelock
+        with warnings.catch_warnings():
+            # "only soft file lock is available" where there is no fcntl: handled below.
+            warnings.simplefilter("ignore")
+            import filelock
 
         path = lock_path(manifest)
+        # Without flock (and off Windows) filelock falls back to an existence lock, whose
+        # marker file is its own (it writes its pid and host there itself).
+        native = filelock.has_fcntl or sys.platform == "win32"
 
         def claim(fd: int) -> None:
             # Whatever was written here before is a stale holder's; the lock is ours.
@@ -97,11 +105,7 @@ class RunLock:
             os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
 
         lock = filelock.FileLock(
-            path,
-            timeout=0,
-            mode=0o644,
-            thread_local=False,
-            on_acquired=claim,
+            path, timeout=0, mode=0o644, thread_local=False, on_acquired=claim if native else None
         )
         try:
             lock.acquire(blocking=False)

@@ -133,6 +133,7 @@ def _stat_key(path: Path) -> tuple[int, int, int] | None:
 
 def _load(path: Path) -> tuple[Manifest | None, int]:
     """Manifest plus journal, consistent with each other, and the number of records replayed."""
+    path = canonical_manifest_path(path)  # a symlinked or hard-linked manifest is refused
     journal = journal_path(path)
     # A running store may compact between our reading the manifest and the journal; the
     # old manifest with the truncated journal would then miss changes. os.replace gives

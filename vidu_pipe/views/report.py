@@ -29,8 +29,10 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from vidu_pipe._version import __version__
+from vidu_pipe.errors import UsageError
+from vidu_pipe.fileio import write_atomic
 from vidu_pipe.manifest.history import Cache
-from vidu_pipe.manifest.store import Manifest
+from vidu_pipe.manifest.store import Manifest, is_run_file
 from vidu_pipe.storyboard.model import Shot, Storyboard
 from vidu_pipe.timestamps import parse_time
 from vidu_pipe.views.status import STATES, ShotStatus, StatusReport, compute, format_age
@@ -362,7 +364,14 @@ def write_report(
     now: datetime | None = None,
     cache_dir: Path | None = None,
 ) -> Path:
-    """Render the contact sheet and write it to ``output`` (atomically); returns ``output``."""
+    """Render the contact sheet and write it to ``output`` (atomically, never through a
+    link); returns ``output``. A file the manifest's run owns (the manifest, its journal,
+    its lock) is refused with :class:`UsageError`."""
+    if is_run_file(manifest_path, output):
+        raise UsageError(
+            f"-o {output}: that file belongs to the manifest {manifest_path} (a run keeps "
+            "its state there); write the report elsewhere, e.g. -o report.html"
+        )
     text = render_report(
         storyboard,
         manifest,
@@ -372,7 +381,5 @@ def write_report(
         cache_dir=cache_dir,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, output)
+    write_atomic(output, text.encode("utf-8"))
     return output
