@@ -138,8 +138,10 @@ class AtomicFile:
             dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
         )
         self.temp = Path(temp)
-        with contextlib.suppress(OSError):
-            os.fchmod(fd, mode)
+        fchmod = getattr(os, "fchmod", None)  # Windows before 3.13 has none
+        if fchmod is not None:
+            with contextlib.suppress(OSError):
+                fchmod(fd, mode)
         self.file: BinaryIO = os.fdopen(fd, "wb")
         self._done = False
 

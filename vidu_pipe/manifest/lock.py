@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vidu_pipe.errors import ConfigError
-from vidu_pipe.fileio import LinkError, open_in_place
+from vidu_pipe.fileio import LinkError, open_in_place, write_all
 from vidu_pipe.manifest.model import error
 from vidu_pipe.timestamps import utc_now
 
@@ -102,7 +102,8 @@ class RunLock:
             # Whatever was written here before is a stale holder's; the lock is ours.
             info = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": utc_now()}
             os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+            os.lseek(fd, 0, os.SEEK_SET)  # not os.pwrite: Windows has none
+            write_all(fd, (json.dumps(info) + "\n").encode())
 
         lock = filelock.FileLock(
             path, timeout=0, mode=0o644, thread_local=False, on_acquired=claim if native else None
