@@ -668,11 +668,15 @@ def test_any_entry_round_trips(entry: ManifestEntry) -> None:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    ops=st.lists(st.tuples(st.sampled_from([*SHOTS, None]), entries, st.booleans()), max_size=25)
+    ops=st.lists(
+        st.tuples(st.sampled_from([*SHOTS, None]), st.none() | entries, st.booleans()),
+        max_size=25,
+    )
 )
 def test_any_sequence_of_sets_reads_back_as_the_dict_model(
-    ops: list[tuple[str | None, ManifestEntry, bool]],
+    ops: list[tuple[str | None, ManifestEntry | None, bool]],
 ) -> None:
+    """Sets, drops (``None``: a write-ahead mark taken back) and compactions, in any order."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "m.manifest.json"
         model: dict[str, ManifestEntry] = {}
@@ -683,7 +687,10 @@ def test_any_sequence_of_sets_reads_back_as_the_dict_model(
                     store.compact()
                     continue
                 store.set(shot, entry, durable=durable)
-                model[shot] = entry
+                if entry is None:
+                    model.pop(shot, None)
+                else:
+                    model[shot] = entry
             # a reader during the run (manifest + journal, no lock) sees it all
             live = load_manifest(path)
             assert live is not None and dict(live.entries) == model
@@ -693,3 +700,21 @@ def test_any_sequence_of_sets_reads_back_as_the_dict_model(
         assert dict(done.entries) == model
         with _SmallStore.open(path, storyboard=STORYBOARD, base_url=BASE_URL, order=ORDER) as again:
             assert dict(again.entries) == model
+
+
+# --- the schema is the format ----------------------------------------------------------
+
+
+def test_the_schema_is_valid_2020_12_and_every_written_manifest_passes_it(path: Path) -> None:
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads(
+        (Path(__file__).parent.parent / "schemas" / "manifest.schema.json").read_text()
+    )
+    Draft202012Validator.check_schema(schema)
+    assert schema["$defs"]["entry"]["properties"]["status"]["enum"] == list(STATUSES)
+    with open_store(path) as store:
+        store.set("opening", completed("opening", download=Download("o.mp4", 3, "ab")))
+        store.set("hero-walk", ManifestEntry("unknown", "sha256:h", REQUEST, attempts=1))
+        store.set("transition", ManifestEntry("submitted", "sha256:t", task_id="t", progress=7))
+    Draft202012Validator(schema).validate(json.loads(path.read_text(encoding="utf-8")))

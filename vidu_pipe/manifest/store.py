@@ -356,7 +356,8 @@ class ManifestStore:
 
     @property
     def entries(self) -> Mapping[str, ManifestEntry]:
-        """A live, read-only view of the current entries."""
+        """A live, read-only view of the current entries (for a look between records:
+        while :meth:`record` runs in worker threads, iterate :meth:`snapshot` instead)."""
         return MappingProxyType(self._entries)
 
     def get(self, shot_id: str) -> ManifestEntry | None:
