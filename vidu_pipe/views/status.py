@@ -165,11 +165,12 @@ def _state_of(shot: Shot, entry: ManifestEntry | None) -> tuple[State, str | Non
     if entry.status == "failed":
         return "failed", None if same else "changed since it failed"
     if entry.status == "unknown":
-        # The entry's error already says "a create was sent at T and no answer came".
-        note = "it may be billed; --retry-unknown creates it again" if entry.error else None
-        return "unknown", (note or unknown_note(entry)) + (
-            "" if same else "; changed since it was sent"
-        )
+        # The entry's error says "a create was sent at T and no answer came: it may be billed"
+        # (the runner writes it); a hand-made entry without one gets the same words here.
+        note = None if entry.error else unknown_note(entry)
+        if not same:
+            note = "changed since it was sent" if note is None else f"{note}; changed since it was sent"
+        return "unknown", note
     if not same:
         return "stale", "changed since: the next run makes it again"
     if not entry.video_url:
