@@ -501,3 +501,23 @@ def test_validate_and_a_simulated_run_work_where_fcntl_does_not_exist(tmp_path: 
     assert done.stdout.strip().endswith("ok")
     found = load_manifest(path.with_suffix(".manifest.json"))
     assert found is not None and {e.status for e in found.entries.values()} == {"completed"}
+
+
+@pytest.mark.parametrize(
+    ("statement", "absent"),
+    [
+        # The manifest's store takes its lock lazily: readers (plan, status) need no fcntl.
+        ("import vidu_pipe.manifest.store", {"fcntl", "filelock", "jsonschema", "yaml", "jinja2"}),
+        ("import vidu_pipe.fileio", {"fcntl", "anyio", "httpx", "yaml"}),
+    ],
+)
+def test_the_manifest_and_fileio_load_nothing_they_do_not_need(
+    statement: str, absent: set[str]
+) -> None:
+    code = f"{statement}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    loaded = set(json.loads(out.stdout.splitlines()[-1]))
+    loaded |= {name.split(".")[0] for name in loaded}
+    assert not (loaded & absent), f"{statement!r} loaded {sorted(loaded & absent)}"
