@@ -718,3 +718,44 @@ def test_the_schema_is_valid_2020_12_and_every_written_manifest_passes_it(path: 
         store.set("hero-walk", ManifestEntry("unknown", "sha256:h", REQUEST, attempts=1))
         store.set("transition", ManifestEntry("submitted", "sha256:t", task_id="t", progress=7))
     Draft202012Validator(schema).validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+# --- property: no manifest text gives anything but a ManifestError -----------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+entry_keys = st.sampled_from(
+    ["status", "fingerprint", "request", "attempts", "progress", "download", "x"]
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    top=st.dictionaries(st.sampled_from([*GOOD, "x"]), json_values, max_size=3),
+    entry=st.dictionaries(entry_keys, json_values, max_size=4),
+    junk=st.binary(max_size=40),
+)
+def test_any_manifest_text_reads_or_is_a_manifest_error(
+    tmp_path: Path, top: dict[str, Any], entry: dict[str, Any], junk: bytes
+) -> None:
+    path = tmp_path / "fuzz.manifest.json"
+    good_entry = {"status": "pending", "fingerprint": "sha256:x"}
+    for content in (
+        json.dumps({**GOOD, **top}).encode(),
+        json.dumps({**GOOD, "shots": {"a": {**good_entry, **entry}}}).encode(),
+        junk,
+    ):
+        path.write_bytes(content)
+        try:
+            load_manifest(path)
+        except ManifestError as exc:
+            assert str(path) in str(exc)

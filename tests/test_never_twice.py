@@ -269,8 +269,8 @@ def test_a_hostile_manifest_is_a_located_error(
         load_manifest(manifest)
     assert str(manifest) in str(info.value) and "hint:" in str(info.value)
     before = files(tmp_path)
-    for command in ("plan", "status", "run"):
-        extra = ["--simulate"] if command == "run" else []
+    for command in ("plan", "status", "run", "report"):
+        extra = {"run": ["--simulate"], "report": ["-o", str(tmp_path / "r.html")]}.get(command, [])
         code, out = cli(capsys, command, str(path), *extra)
         assert code == 3, (command, out)
         assert str(manifest) in out and "Traceback" not in out
