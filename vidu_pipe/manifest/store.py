@@ -133,7 +133,7 @@ def _stat_key(path: Path) -> tuple[int, int, int] | None:
 
 def _load(path: Path) -> tuple[Manifest | None, int]:
     """Manifest plus journal, consistent with each other, and the number of records replayed."""
-    path = canonical_manifest_path(path)  # a symlinked or hard-linked manifest is refused
+    canonical_manifest_path(path)  # a symlinked or hard-linked manifest is refused
     journal = journal_path(path)
     # A running store may compact between our reading the manifest and the journal; the
     # old manifest with the truncated journal would then miss changes. os.replace gives
@@ -273,8 +273,10 @@ class ManifestStore:
         """
         if isinstance(order, str):
             raise TypeError("order must be a sequence of shot ids, not a string")
-        path = canonical_manifest_path(Path(path))
-        lock = RunLock.acquire(path)
+        path = Path(path)
+        # The lock belongs to the file, not to this spelling of its path; everything else
+        # keeps the path as given (messages, download paths relative to its folder).
+        lock = RunLock.acquire(canonical_manifest_path(path))
         try:
             existing, recovered = _load(path)
             if existing is not None and not adopt:
