@@ -458,6 +458,23 @@ def test_an_unreachable_base_url_changes_nothing_on_disk(
     assert files(tmp_path) == before
 
 
+def test_an_unreachable_relay_at_the_same_url_leaves_the_manifest_byte_for_byte(
+    tmp_path: Path,
+) -> None:
+    path = board(tmp_path, n=3)
+    relay = sim()
+    assert real_run(path, relay.transport(), max_creates=1).exit_code == 1  # 2 not started
+    before = files(tmp_path)
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    # Each create is announced, refused (nothing created), taken back: no net change.
+    with pytest.raises(ConfigError, match="cannot reach"):
+        real_run(path, httpx.MockTransport(refuse))
+    assert files(tmp_path) == before
+
+
 # --- no fcntl (issue 8 item 4) ------------------------------------------------------------
 
 
