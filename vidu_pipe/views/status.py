@@ -169,7 +169,8 @@ def _state_of(shot: Shot, entry: ManifestEntry | None) -> tuple[State, str | Non
         # (the runner writes it); a hand-made entry without one gets the same words here.
         note = None if entry.error else unknown_note(entry)
         if not same:
-            note = "changed since it was sent" if note is None else f"{note}; changed since it was sent"
+            changed = "changed since it was sent"
+            note = changed if note is None else f"{note}; {changed}"
         return "unknown", note
     if not same:
         return "stale", "changed since: the next run makes it again"
