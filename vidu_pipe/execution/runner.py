@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -39,7 +38,6 @@ import os
 import random
 import signal
 import sys
-import tempfile
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -86,6 +84,7 @@ from vidu_pipe.execution.client import TaskState, ViduClient
 from vidu_pipe.execution.polling import PaceBook, Pacer, kind_of, load_pace, pace_path, save_pace
 from vidu_pipe.execution.ratelimit import Clock, CreateGate
 from vidu_pipe.failures import failure_advice
+from vidu_pipe.fileio import AtomicFile, write_atomic
 from vidu_pipe.manifest.history import Cache, Result
 from vidu_pipe.manifest.store import (
     Download,
@@ -1015,17 +1014,7 @@ def _save_data_uri(uri: str, dest: Path) -> tuple[int, str]:
     if not content:
         raise ValueError("the data: URI is empty")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    write_atomic(dest, content)  # fileio: never through a link planted at dest
     return len(content), hashlib.sha256(content).hexdigest()
 
 
@@ -1048,9 +1037,10 @@ def _copy_file(source: Path, dest: Path) -> tuple[int, str]:
     from vidu_pipe.manifest.history import file_sha256
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, dest)
+    # fileio: an unpredictable temporary name, never through a link planted at dest.
+    with AtomicFile(dest) as out, source.open("rb") as src:
+        shutil.copyfileobj(src, out.file)
+        out.commit()
     sha256, size = file_sha256(dest)
     return size, sha256
 
