@@ -453,7 +453,7 @@ def _check_folder(folder: Path) -> None:
             pass
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise UsageError(f"--download {folder!r}: cannot write there ({reason})") from None
+        raise UsageError(f"--download {str(folder)!r}: cannot write there ({reason})") from None
 
 
 def _forget_simulated(path: Path, existing: Manifest, board: Storyboard, *, adopt: bool) -> None:

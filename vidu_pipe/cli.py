@@ -65,8 +65,15 @@ class _Parser(argparse.ArgumentParser):
         except ImportError:  # a broken install: plain help beats a traceback
             super().print_help(file)
             return
+
+        class Formatter(RawDescriptionRichHelpFormatter):
+            # Help text is plain text: "pip install 'vidu-pipe[editors]'" must not lose its
+            # "[editors]" to rich's markup parser.
+            help_markup = False
+            text_markup = False
+
         plain = self.formatter_class
-        self.formatter_class = RawDescriptionRichHelpFormatter
+        self.formatter_class = Formatter
         try:
             super().print_help(file)
         finally:
@@ -357,8 +364,8 @@ def _add_plan(sub: argparse._SubParsersAction[_Parser]) -> None:
         _cmd_plan,
         help="what a run would do to each shot, and what it would bill; no network",
         description="Render every selected shot and compare it with the manifest: a table of "
-        "what a run would do (skip, resume or create) and why, then the bill (tasks and "
-        "seconds of video per model). --bodies adds the exact request bodies.",
+        "what a run would do (skip, restore, resume, hold or create) and why, then the bill "
+        "(tasks and seconds of video per model). --bodies adds the exact request bodies.",
         examples=[
             "vidu-pipe plan film.storyboard.yaml",
             "vidu-pipe plan film.storyboard.yaml --only 'hero-*' --bodies",
