@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar
 
 import anyio
 import httpx
@@ -35,6 +35,7 @@ from vidu_pipe.errors import (
 )
 from vidu_pipe.events import EventSink
 from vidu_pipe.execution.runner import RunOptions, RunResult, execute
+from vidu_pipe.film.pick import Picked, pick
 from vidu_pipe.manifest.history import Cache, Restorable, results_from_manifest
 from vidu_pipe.manifest.store import (
     Manifest,
@@ -43,7 +44,7 @@ from vidu_pipe.manifest.store import (
     check_owner,
     load_manifest,
 )
-from vidu_pipe.planner import Plan, select
+from vidu_pipe.planner import Plan, select, select_broken
 from vidu_pipe.planner import plan as _plan
 from vidu_pipe.storyboard.build import load
 from vidu_pipe.storyboard.model import Storyboard
@@ -51,6 +52,7 @@ from vidu_pipe.storyboard.model import Storyboard
 if TYPE_CHECKING:
     from vidu_pipe.execution.client import ViduClient
     from vidu_pipe.film.cut import CutFormat, CutResult
+    from vidu_pipe.simulator import Profile
     from vidu_pipe.views.status import StatusReport
 
 #: Tries of the probe that a relay is there before a manifest is moved to it.
@@ -62,11 +64,20 @@ _T = TypeVar("_T")
 __all__ = [
     "SIMULATE_TIME_SCALE",
     "SIMULATOR_BASE_URL",
+    "Picked",
+    "PruneResult",
+    "arun",
+    "cut",
     "init_project",
     "load",
+    "pick",
     "plan",
+    "prune",
     "report",
     "run",
+    "schema_text",
+    "select_broken",
+    "serve_simulator",
     "status",
     "validate",
 ]
@@ -212,6 +223,43 @@ def init_project(folder: Path | str = ".") -> list[Path]:
             path.unlink(missing_ok=True)
         raise
     return written
+
+
+def schema_text(name: Literal["storyboard", "request"] = "storyboard") -> str:
+    """The JSON Schema (2020-12) of a storyboard or of a request body, as text: the
+    source of truth ``validate`` uses (``vidu-pipe schema``)."""
+    from vidu_pipe.storyboard.schemas import schema_path
+
+    return schema_path(name).read_text(encoding="utf-8")
+
+
+def serve_simulator(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    key: str | None = None,
+    time_scale: float = 1.0,
+    seed: int | None = None,
+    profile: Profile = "seed",
+    fail_rate: float = 0.0,
+    rate_limit_per_minute: int | None = None,
+    quota: int | None = None,
+) -> None:
+    """Serve the built-in simulator of the endpoint until interrupted
+    (``vidu-pipe simulator``); ``seed`` None draws a fresh one, so that the task ids of
+    two simulator runs never collide."""
+    from vidu_pipe.simulator import SimulatorConfig, serve
+
+    config = SimulatorConfig(
+        key=key,
+        time_scale=time_scale,
+        seed=seed if seed is not None else int.from_bytes(os.urandom(4), "big"),
+        profile=profile,
+        fail_rate=fail_rate,
+        rate_limit_per_minute=rate_limit_per_minute,
+        quota=quota,
+    )
+    serve(config, host=host, port=port)
 
 
 def _cache(board: Storyboard, cache_dir: Path | str | None) -> Cache:

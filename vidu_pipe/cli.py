@@ -515,8 +515,7 @@ def _add_run(sub: argparse._SubParsersAction[_Parser]) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     import anyio
 
-    from vidu_pipe.api import SIMULATE_TIME_SCALE, arun, manifest_path_for, options_for
-    from vidu_pipe.storyboard.build import load
+    from vidu_pipe.api import SIMULATE_TIME_SCALE, arun, load, manifest_path_for, options_for
     from vidu_pipe.views.progress import choose_mode, open_progress
 
     storyboard = load(args.file, keep_going=args.keep_going)
@@ -579,7 +578,7 @@ def _broken_selected(storyboard: Any, args: argparse.Namespace) -> list[Any]:
     """``--keep-going``: the selected shots that did not validate, their problems printed."""
     if not storyboard.broken:
         return []
-    from vidu_pipe.planner import select_broken
+    from vidu_pipe.api import select_broken
 
     broken = select_broken(storyboard, args.only, args.tag)
     _print_problems([p for b in broken for p in b.problems], sys.stderr)
@@ -645,9 +644,9 @@ def _add_schema(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from vidu_pipe.storyboard.schemas import schema_path
+    from vidu_pipe.api import schema_text
 
-    sys.stdout.write(schema_path(args.name).read_text(encoding="utf-8"))
+    sys.stdout.write(schema_text(args.name))
     return EXIT_OK
 
 
@@ -677,8 +676,7 @@ def _add_report(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from vidu_pipe.api import report
-    from vidu_pipe.storyboard.build import load
+    from vidu_pipe.api import load, report
 
     storyboard = load(args.file)
     output = report(storyboard, args.output, manifest=args.manifest)
@@ -754,19 +752,19 @@ def _add_simulator(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _cmd_simulator(args: argparse.Namespace) -> int:
-    from vidu_pipe.simulator import SimulatorConfig, serve
+    from vidu_pipe.api import serve_simulator
 
-    config = SimulatorConfig(
+    serve_simulator(
+        host=args.host,
+        port=args.port,
         key=args.key,
         time_scale=args.time_scale,
-        # A fresh seed unless told: task ids of two simulator runs must not collide.
-        seed=args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big"),
+        seed=args.seed,  # None: a fresh one, so that task ids of two runs never collide
         profile=args.profile,
         fail_rate=args.fail_rate,
         rate_limit_per_minute=args.rate_limit,
         quota=args.quota,
     )
-    serve(config, host=args.host, port=args.port)
     return EXIT_OK
 
 
@@ -911,7 +909,7 @@ def _add_pick(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _cmd_pick(args: argparse.Namespace) -> int:
-    from vidu_pipe.film.pick import pick
+    from vidu_pipe.api import pick
 
     done = pick(args.file, args.take, dry_run=args.dry_run)
     was = f" (was {done.previous})" if done.previous is not None else ""
