@@ -24,7 +24,7 @@ import yaml
 
 from vidu_pipe.api import SIMULATOR_BASE_URL, arun
 from vidu_pipe.cli import main
-from vidu_pipe.errors import ConfigError, ManifestError
+from vidu_pipe.errors import ApiError, ConfigError, ManifestError
 from vidu_pipe.execution.runner import RunOptions, RunResult
 from vidu_pipe.manifest.store import (
     ManifestStore,
@@ -459,6 +459,45 @@ def test_an_unreachable_base_url_changes_nothing_on_disk(
     with pytest.raises(ConfigError, match="cannot reach"):
         real_run(path, httpx.MockTransport(refuse), base_url="http://typo.invalid")
     assert files(tmp_path) == before
+
+
+def test_the_probe_of_a_new_relay_retries_by_the_probe_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The probe is execution/retry.py's PROBE policy (no loop of its own): that many tries
+    of an unreachable relay, then the error; a relay that answers on a later try is there."""
+    from vidu_pipe.execution.retry import PROBE, probe_may_retry
+
+    assert PROBE.attempts == 3
+    assert probe_may_retry(ApiError("refused", retryable=True))
+    assert not probe_may_retry(ApiError("404", status_code=404, retryable=True))
+    path = board(tmp_path)
+    assert cli(capsys, "run", str(path), "--simulate")[0] == 0
+    before = files(tmp_path)
+    probes: list[str] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        probes.append(request.url.path)
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with pytest.raises(ConfigError, match="cannot reach"):
+        real_run(path, httpx.MockTransport(refuse), base_url="http://typo.invalid")
+    assert len(probes) == PROBE.attempts and all("vidu-pipe-probe" in p for p in probes)
+    assert files(tmp_path) == before
+
+    relay = sim()
+    answering = relay.transport()
+    refused = 0
+
+    async def flaky(request: httpx.Request) -> httpx.Response:
+        nonlocal refused
+        if refused < PROBE.attempts - 1:  # the last try gets through
+            refused += 1
+            raise httpx.ConnectError("connection refused", request=request)
+        return await answering.handle_async_request(request)
+
+    assert real_run(path, httpx.MockTransport(flaky), base_url="http://relay.test").exit_code == 0
+    assert refused == PROBE.attempts - 1
 
 
 def test_an_unreachable_relay_at_the_same_url_leaves_the_manifest_byte_for_byte(

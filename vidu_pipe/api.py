@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import random
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -54,9 +55,6 @@ if TYPE_CHECKING:
     from vidu_pipe.film.cut import CutFormat, CutResult
     from vidu_pipe.simulator import Profile
     from vidu_pipe.views.status import StatusReport
-
-#: Tries of the probe that a relay is there before a manifest is moved to it.
-_PROBE_TRIES = 3
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -473,23 +471,26 @@ async def _probe(client: ViduClient) -> None:
     Raises :class:`ConfigError` when it cannot be reached, :class:`AuthError` when it
     refuses the key; either way before anything is written.
     """
-    last: ApiError | None = None
-    for attempt in range(_PROBE_TRIES):
+    from vidu_pipe.execution.retry import PROBE, probe_may_retry, retrying
+
+    async def ask() -> None:
         try:
             await client.query("vidu-pipe-probe")
-            return
         except ApiError as exc:
-            if exc.status_code is not None:
-                return
-            last = exc
-            if not exc.retryable:
-                break
-        await anyio.sleep(0.2 * (attempt + 1))
-    assert last is not None
-    raise ConfigError(
-        f"cannot reach the relay at {client.base_url}: {last.message} (check --base-url / "
-        "VIDU_BASE_URL and the network); nothing was changed"
-    )
+            if exc.status_code is None:
+                raise
+            # Any HTTP answer (a 404 for the made-up task) shows the relay is there. A
+            # refused key raises AuthError, not an ApiError: it passes through untried.
+
+    try:
+        await retrying(
+            ask, policy=PROBE, may_retry=probe_may_retry, sleep=anyio.sleep, rng=random.Random()
+        )
+    except ApiError as exc:
+        raise ConfigError(
+            f"cannot reach the relay at {client.base_url}: {exc.message} (check --base-url / "
+            "VIDU_BASE_URL and the network); nothing was changed"
+        ) from None
 
 
 def _check_folder(folder: Path) -> None:

@@ -11,6 +11,15 @@ simulator, so the waits are computed here and slept on the run's :class:`Clock`)
               body (SPEC §5)                                           403, 404/405, 4xx
     query     any transient failure (a query only reads)               4xx other than 408/429
     download  408, 429, 5xx and any transport failure                  other statuses
+    probe     a transport failure that may pass (connect error,        any HTTP answer (the
+              dropped answer)                                          relay is there)
+
+The probe (``vidu_pipe.api``: is a new relay there before a manifest moves to it?) retries
+through :func:`retrying` too, with :data:`PROBE`. The create and query loops of the runner
+(``runner._create``, ``runner._wait``) do not call :func:`retrying`: between attempts they
+also record write-ahead marks, emit events and watch the task's deadline and the run's
+interruption, so they use the same pieces (``policy.wait``, ``policy.more``, the
+predicates) step by step instead.
 
 Waits grow exponentially with jitter, capped, with no arithmetic that can overflow however
 many attempts are made. A relay's ``Retry-After`` is honoured up to :data:`MAX_RETRY_AFTER`
@@ -36,6 +45,7 @@ __all__ = [
     "CREATE",
     "DOWNLOAD",
     "MAX_RETRY_AFTER",
+    "PROBE",
     "QUERY",
     "RECREATES",
     "RetryPolicy",
@@ -43,6 +53,7 @@ __all__ = [
     "create_may_retry",
     "download_may_retry",
     "may_recreate",
+    "probe_may_retry",
     "query_may_retry",
     "retrying",
 ]
@@ -98,6 +109,9 @@ class RetryPolicy:
 CREATE: Final = RetryPolicy(attempts=8)
 QUERY: Final = RetryPolicy(attempts=None)
 DOWNLOAD: Final = RetryPolicy(attempts=3)
+#: The probe of a relay before a manifest moves to it: a few quick tries, on the wall clock
+#: (no run, and so no run clock, exists yet); an unreachable relay is said within a second.
+PROBE: Final = RetryPolicy(attempts=3, base=0.2, cap=1.0)
 
 
 def capped_retry_after(seconds: float | None) -> float | None:
@@ -128,6 +142,11 @@ def query_may_retry(exc: ApiError) -> bool:
 def download_may_retry(exc: ApiError) -> bool:
     """Whether a failed download may be tried again: 408, 429, 5xx, transport failures."""
     return exc.retryable
+
+
+def probe_may_retry(exc: ApiError) -> bool:
+    """Whether a probe that got no HTTP answer may be sent again (a transient failure)."""
+    return exc.status_code is None and exc.retryable
 
 
 def may_recreate(reason: str | None, recreated: int) -> bool:
