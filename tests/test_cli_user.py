@@ -311,6 +311,26 @@ def test_init_files_ship_in_the_package() -> None:
 # --- signals from the first moment ----------------------------------------------------------
 
 
+def _wait_until_reading_a_pipe(proc: subprocess.Popen[str], limit: float = 60.0) -> None:
+    """Until ``proc`` sleeps in the kernel reading a pipe (Linux: /proc/PID/wchan); where
+    that cannot be seen, until it sleeps at all, and a moment more."""
+    deadline = time.monotonic() + limit
+    proc_dir = Path(f"/proc/{proc.pid}")
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            wchan = (proc_dir / "wchan").read_text()
+            state = (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:  # no /proc (macOS): no better than a pause
+            time.sleep(0.5)
+            return
+        if "pipe_read" in wchan or "pipe_wait" in wchan:
+            return
+        if wchan in ("", "0") and state == "S":  # wchan hidden: asleep, somewhere
+            time.sleep(0.2)
+            return
+        time.sleep(0.005)
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a named pipe")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_before_the_run_starts_exits_130_without_traceback(
@@ -327,22 +347,29 @@ def test_a_signal_before_the_run_starts_exits_130_without_traceback(
         text=True,
         cwd=tmp_path,
     )
+    fd = None
     try:
         # Opening the pipe for writing blocks until the process opens it for reading.
         deadline = time.monotonic() + 60
-        fd = None
         while fd is None and time.monotonic() < deadline:
             try:
                 fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
             except OSError:
                 time.sleep(0.01)
-        assert fd is not None, "the run never opened its storyboard"
+            if proc.poll() is not None:
+                break
+        assert fd is not None, f"the run never opened its storyboard: {proc.communicate()[1]}"
+        # Only once it sleeps in read(): a signal that lands between the open and the read
+        # (likely under CPU load) is noted by Python but cannot interrupt a read() that has
+        # not begun, and the run would then wait for the pipe forever.
+        _wait_until_reading_a_pipe(proc)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
-        os.close(fd)
     finally:
         if proc.poll() is None:
             proc.kill()
+        if fd is not None:
+            os.close(fd)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert "interrupted" in err

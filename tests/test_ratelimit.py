@@ -1,18 +1,46 @@
 """CreateGate: creates spaced evenly (no burst), at most N in any 60-second window, and a
-429 pauses every submitter at once. Time is compressed (``Clock(0.001)``: a run minute
-lasts 60 ms); the gate is read with its own clock, so the checks are exact."""
+429 pauses every submitter at once.
+
+The gate runs on virtual time (:class:`VirtualClock`): run time passes only when the gate
+sleeps, and by exactly what it asks, so the checks are exact and no scheduler delay under
+CPU load can stretch a gap (a compressed wall clock did: at ``Clock(0.002)`` a 1 ms late
+wake-up is half a run second)."""
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
 from itertools import pairwise
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from vidu_pipe.execution.ratelimit import Clock, CreateGate
 
-SCALE = 0.001
+
+@dataclass(frozen=True)
+class VirtualClock(Clock):
+    """A :class:`Clock` whose time moves only by sleeping: ``sleep(s)`` adds ``s`` and yields.
+
+    That is the true time only while one task sleeps at a time, as the gate does (it sleeps
+    holding its lock, and the others wait for the lock, not the clock); a second sleeper at
+    once fails the test instead of bending time."""
+
+    state: dict[str, float] = field(default_factory=lambda: {"now": 0.0, "sleeping": 0, "slept": 0})
+
+    def now(self) -> float:
+        return self.state["now"]
+
+    async def sleep(self, seconds: float) -> None:
+        assert not self.state["sleeping"], "two tasks sleep at once: virtual time is wrong"
+        self.state["sleeping"] = 1
+        try:
+            self.state["now"] += max(0.0, seconds)
+            self.state["slept"] += 1
+            await anyio.lowlevel.checkpoint()
+        finally:
+            self.state["sleeping"] = 0
 
 
 @pytest.fixture
@@ -51,30 +79,33 @@ async def acquire_all(gate: CreateGate, n: int, *, on_acquired=None) -> list[flo
 async def test_creates_are_spaced_evenly_and_never_more_than_n_per_window(
     per_minute: int,
 ) -> None:
-    gate = CreateGate(per_minute, Clock(0.002))
+    gate = CreateGate(per_minute, VirtualClock())
     n = min(3 * per_minute + 1, 61)
     start = gate.clock.now()
     times = await acquire_all(gate, n)
     spacing = 60.0 / per_minute
-    assert times[0] - start < 1.0, "the first create waits for nothing"
+    assert times[0] == start, "the first create waits for nothing"
     gaps = [b - a for a, b in pairwise(times)]
     assert min(gaps) >= spacing - 1e-6, "no burst: every create waits its spacing"
     assert most_in_window(times) <= per_minute
-    # ...and the rate is used, not just respected (slack: a wake-up may be a ms late).
+    # ...and the rate is used, not just respected: one spacing apart, not more.
     assert times[-1] - times[0] <= (n - 1) * (spacing + 1.0) + 2.0
+    assert max(gaps) == pytest.approx(spacing)
 
 
 @pytest.mark.anyio
 async def test_no_limit_lets_every_create_through_at_once() -> None:
-    gate = CreateGate(0, Clock(1.0))  # real seconds: any wait would show
-    with anyio.fail_after(1.0):
+    clock = VirtualClock()
+    gate = CreateGate(0, clock)
+    with anyio.fail_after(30.0):  # a hang, not a measure (virtual time measures)
         times = await acquire_all(gate, 200)
     assert times[-1] - times[0] < 0.5
+    assert times == [0.0] * 200 and clock.state["slept"] == 0, "nobody waited at all"
 
 
 @pytest.mark.anyio
 async def test_a_429_pauses_every_submitter_until_retry_after() -> None:
-    gate = CreateGate(30, Clock(SCALE))  # spacing 2 s
+    gate = CreateGate(30, VirtualClock())  # spacing 2 s
     refused_at: list[float] = []
 
     def on_acquired(count: int) -> None:
@@ -94,7 +125,7 @@ async def test_a_429_pauses_every_submitter_until_retry_after() -> None:
 
 @pytest.mark.anyio
 async def test_without_retry_after_the_pause_doubles_up_to_a_cap() -> None:
-    gate = CreateGate(0, Clock(SCALE))
+    gate = CreateGate(0, VirtualClock())
     pauses = [gate.refused(None) for _ in range(5)]
     assert pauses[0] < pauses[1] < pauses[2], "each 429 doubles the pause"
     assert all(p <= 8.0 * 1.1 for p in pauses), "up to 8x, no further"
@@ -103,7 +134,7 @@ async def test_without_retry_after_the_pause_doubles_up_to_a_cap() -> None:
 
 @pytest.mark.anyio
 async def test_after_a_429_the_spacing_doubles_then_creeps_back() -> None:
-    gate = CreateGate(60, Clock(SCALE))  # spacing 1 s
+    gate = CreateGate(60, VirtualClock())  # spacing 1 s
     gate.refused(0.0)
     slow = await acquire_all(gate, 3)
     assert min(b - a for a, b in pairwise(slow)) >= 2.0 - 1e-6
@@ -118,7 +149,7 @@ async def test_after_a_429_the_spacing_doubles_then_creeps_back() -> None:
 async def test_the_window_holds_whatever_mix_of_429s_and_creates() -> None:
     """Random 429s and successes never let more than N creates into a 60 s window."""
     rng = random.Random(5)
-    gate = CreateGate(10, Clock(SCALE))
+    gate = CreateGate(10, VirtualClock())
 
     def on_acquired(_count: int) -> None:
         if rng.random() < 0.2:

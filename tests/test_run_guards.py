@@ -53,7 +53,7 @@ def sim() -> Simulator:
     )
 
 
-def real_run(path: Path, relay: Simulator, **kwargs: Any) -> RunResult:
+def real_run(path: Path, relay: Simulator, *, concurrency: int = 4, **kwargs: Any) -> RunResult:
     """A run in real mode (key, base URL) whose network is the simulator's transport."""
 
     async def go() -> RunResult:
@@ -62,7 +62,9 @@ def real_run(path: Path, relay: Simulator, **kwargs: Any) -> RunResult:
             base_url=BASE,
             transport=relay.transport(),
             env=ENV,
-            options=RunOptions(time_scale=SCALE, rate_per_minute=0, poll_interval=2.0),
+            options=RunOptions(
+                time_scale=SCALE, rate_per_minute=0, poll_interval=2.0, concurrency=concurrency
+            ),
             **kwargs,
         )
 
@@ -369,7 +371,10 @@ def test_changing_takes_or_renaming_a_shot_reuses_its_video(tmp_path: Path) -> N
     relay = sim()
     shot = {"id": "closeup", "prompt": "slow push-in", "seed": 42, "takes": 3}
     path = board(tmp_path, [shot])
-    assert real_run(path, relay).completed == ("closeup.take1", "closeup.take2", "closeup.take3")
+    # One at a time: three equal tasks run side by side finish in whatever order the
+    # scheduler wakes their polls (under CPU load, any order); in turn, take1 finishes first.
+    made = real_run(path, relay, concurrency=1)
+    assert made.completed == ("closeup.take1", "closeup.take2", "closeup.take3")
     board(tmp_path, [{**shot, "takes": 1}])  # closeup now sends what closeup.take1 sent
     again = real_run(path, relay)
     assert again.skipped == ("closeup",) and again.created == 0
