@@ -213,7 +213,7 @@ def _bodies(out: str) -> dict[str, dict[str, Any]]:
         if current is not None and block:
             bodies[current] = json.loads(textwrap.dedent("\n".join(block)))
         block = []
-        m = re.match(r"^(skip|resume|create)\s+(\S+)\s", line)
+        m = re.match(r"^(skip|resume|create|restore|hold)\s+(\S+)\s", line)
         current = m.group(2) if m else None
     return bodies
 
@@ -230,7 +230,7 @@ def test_plan_text_shows_actions_bodies_counts_and_billing(
     assert re.search(r"^create\s+edited\s.*changed", out, re.M)
     assert re.search(r"^create\s+broken\s.*failed", out, re.M)
     bodies = _bodies(out)
-    assert bodies == {i: request_of(i) for i in IDS if ACTIONS[i] != "skip"}
+    assert bodies == {i: request_of(i) for i in IDS}  # every selected shot, skipped too
     assert "5 to create, 1 to resume, 1 up to date" in out
     assert re.search(r"would bill 5 tasks, 24 s\b", out)
     assert re.search(r"viduq3p-720p: 3 tasks, 18 s\b", out)
@@ -246,6 +246,65 @@ def test_plan_bodies_is_the_full_output_of_before(
     code, out, err = run(capsys, "plan", "board.yaml", "--bodies")
     assert code == 0, err
     assert out == (ROOT / "tests" / "golden" / "plan_bodies.txt").read_text("utf-8")
+
+
+def test_plan_bodies_of_held_and_up_to_date_shots(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SPEC §3: ``--bodies`` shows the exact request body of every selected shot, not
+    only of those a run would send (a held or up-to-date shot has one too)."""
+    manifest = project.with_name("board.manifest.json")
+    doc = json.loads(manifest.read_text())
+    doc["shots"]["broken"]["status"] = "unknown"
+    manifest.write_text(json.dumps(doc))
+    code, out, err = run(
+        capsys, "plan", str(project), "--bodies", "--only", "done", "--only", "broken"
+    )
+    assert code == 0, err
+    assert re.search(r"^hold\s+broken\s", out, re.M) and re.search(r"^skip\s+done\s", out, re.M)
+    assert _bodies(out) == {"done": request_of("done"), "broken": request_of("broken")}
+
+
+def _reverted(folder: Path) -> Path:
+    """A simulated project whose first shot was edited, run, reverted: plan says restore."""
+    prompts = {
+        "sunrise": "Dawn over the lighthouse, long slow pan across the rocks and the sea",
+        "storm-builds": "Dark clouds gather over the lighthouse, rain starts, waves rise",
+    }
+    path = folder / "lighthouse.yaml"
+
+    def write(first: str) -> None:
+        shots = "".join(
+            f"  - id: {sid}\n    prompt: {first if sid == 'sunrise' else text}\n"
+            for sid, text in prompts.items()
+        )
+        path.write_text(
+            "version: 1\ndefaults: {model: viduq3t-540p, duration: 2}\nshots:\n" + shots
+        )
+
+    write(prompts["sunrise"])
+    assert main(["run", str(path), "--simulate", "-q"]) == 0
+    write("A wholly different dawn")
+    assert main(["run", str(path), "--simulate", "-q"]) == 0
+    write(prompts["sunrise"])
+    return path
+
+
+def test_plan_bodies_of_a_restore_and_a_skip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _reverted(tmp_path)
+    capsys.readouterr()
+    code, out, err = run(capsys, "plan", str(path), "--simulate", "--bodies")
+    assert code == 0, err
+    assert re.search(r"^restore\s+sunrise\s", out, re.M), out
+    assert re.search(r"^skip\s+storm-builds\s", out, re.M), out
+    bodies = _bodies(out)
+    assert set(bodies) == {"sunrise", "storm-builds"}
+    assert bodies["sunrise"]["prompt"].startswith("Dawn over the lighthouse")
+    # The same bodies as --json gives.
+    doc = plan_json(capsys, str(path), "--simulate")
+    assert bodies == {s["id"]: s["request"] for s in doc["shots"]}
 
 
 def test_plan_table_by_default(

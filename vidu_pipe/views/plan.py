@@ -3,8 +3,8 @@ bodies (``--bodies``), or JSON (``--json``).
 
 The table has one line per shot — what a run would do and why, the mode, model,
 duration and the start of the prompt, cut to the terminal's width — then the
-counts and the bill. ``--bodies`` adds each request body, exactly as it would be
-sent, under its shot's line.
+counts and the bill. ``--bodies`` adds each selected shot's request body, exactly
+as it is (or would be) sent, under its shot's line.
 """
 
 from __future__ import annotations
@@ -90,8 +90,9 @@ def format_table(the_plan: Plan, manifest_path: Path, *, width: int = 100) -> st
 
 
 def format_bodies(the_plan: Plan, manifest_path: Path) -> str:
-    """``plan --bodies``: each shot's line, and under each shot a run would send its
-    exact request body, then the counts and the bill."""
+    """``plan --bodies``: each shot's line with its exact request body under it (also
+    of a shot a run would not send: up to date, restored or held), then the counts and
+    the bill."""
     out = [_header(the_plan, manifest_path), ""]
     width = max((len(s.shot.id) for s in the_plan.steps), default=0)
     for step in the_plan.steps:
@@ -100,9 +101,10 @@ def format_bodies(the_plan: Plan, manifest_path: Path) -> str:
             f"{step.action:<7} {shot.id:<{width}}  {shot.mode:<10} {shot.model:<14}"
             f" {shot.duration:>2}s  {step.reason}"
         )
-        if step.action not in ("skip", "restore", "hold"):  # a restore sends nothing
-            body = json.dumps(shot.request, indent=2, ensure_ascii=False)
-            out += ["    " + line for line in body.splitlines()]
+        # Every selected shot's body (SPEC §3), sent or not: what a skip, restore or
+        # hold was made from (or would be made from) is what one checks.
+        body = json.dumps(shot.request, indent=2, ensure_ascii=False)
+        out += ["    " + line for line in body.splitlines()]
     out.append("")
     out += _summary(the_plan)
     return "\n".join(out) + "\n"
