@@ -307,6 +307,29 @@ def test_plan_bodies_of_a_restore_and_a_skip(
     assert bodies == {s["id"]: s["request"] for s in doc["shots"]}
 
 
+@pytest.mark.parametrize("columns", [80, 100])
+def test_plan_prompt_column_stays_beside_a_long_reason(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    columns: int,
+) -> None:
+    """A restore's reason is long; the PROMPT column stays and the reason is cut."""
+    path = _reverted(tmp_path)
+    capsys.readouterr()
+    monkeypatch.setenv("COLUMNS", str(columns))
+    code, out, err = run(capsys, "plan", str(path), "--simulate")
+    assert code == 0, err
+    assert re.search(r"^ACTION\s+SHOT\s+MODE\s+MODEL\s+DUR\s+WHY\s+PROMPT$", out, re.M), out
+    restore = re.search(r"^restore\s+sunrise\s.*$", out, re.M)
+    skip = re.search(r"^skip\s+storm-builds\s.*$", out, re.M)
+    assert restore and skip, out
+    assert re.search(r"\schanged; comp.*\sDawn over\b", restore.group(0)), out
+    assert re.search(r"\sup to date\s+Dark clouds\b", skip.group(0)), out
+    table = [line for line in out.splitlines() if not line.startswith(str(tmp_path))]
+    assert max(len(line) for line in table) <= columns, out
+
+
 def test_plan_table_by_default(
     project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

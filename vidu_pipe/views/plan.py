@@ -48,6 +48,11 @@ def _summary(the_plan: Plan) -> list[str]:
     return lines
 
 
+# The narrowest PROMPT and WHY columns worth showing (the prompt is never left out).
+_MIN_PROMPT = 12
+_MIN_WHY = len("up to date")
+
+
 def _cut(text: str, width: int) -> str:
     """``text`` on one line, at most ``width`` characters (an ellipsis marks the cut)."""
     flat = " ".join(text.split())
@@ -60,8 +65,9 @@ def format_table(the_plan: Plan, manifest_path: Path, *, width: int = 100) -> st
     """The default ``plan`` output: one line per shot, then the counts and the bill.
 
     Every line fits in ``width`` columns except when the fixed columns alone do not
-    (a very long shot id or reason); the prompt takes what is left, if it is enough
-    to read (12 columns), else it is left out.
+    (a very long shot id). The prompt always keeps at least 12 columns (enough to tell
+    shots apart) and takes what is left; a long reason (a restore's) is cut to make room
+    rather than pushing the prompt out.
     """
     steps = the_plan.steps
     head = ("ACTION", "SHOT", "MODE", "MODEL", "DUR", "WHY")
@@ -70,15 +76,17 @@ def format_table(the_plan: Plan, manifest_path: Path, *, width: int = 100) -> st
         for s in steps
     ]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    # WHY gets what the other columns, the separators and the prompt's minimum leave,
+    # but never less than "up to date" needs.
+    why_room = width - sum(widths[:5]) - 2 * len(head) - _MIN_PROMPT
+    widths[5] = min(widths[5], max(why_room, _MIN_WHY))
+    rows = [(*row[:5], _cut(row[5], widths[5])) for row in rows]
 
-    def line(cells: tuple[str, ...], prompt: str | None) -> str:
+    def line(cells: tuple[str, ...], prompt: str) -> str:
         fixed = "  ".join(
             c.rjust(widths[i]) if i == 4 else c.ljust(widths[i]) for i, c in enumerate(cells)
         )
-        room = width - len(fixed) - 2
-        if prompt is None or room < 12:
-            return fixed.rstrip()
-        return f"{fixed}  {_cut(prompt, room)}"
+        return f"{fixed}  {_cut(prompt, max(width - len(fixed) - 2, _MIN_PROMPT))}"
 
     out = [_header(the_plan, manifest_path), ""]
     out.append(line(head, "PROMPT"))
