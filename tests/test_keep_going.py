@@ -173,6 +173,17 @@ def test_keep_going_runs_the_valid_shots_lists_the_broken_and_exits_2(
     assert all(e["status"] == "completed" for e in manifest["shots"].values())
 
 
+def test_keep_going_lists_a_duplicate_id_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = BROKEN + '  - id: bad\n    prompt: "again {{ nope }}"\n  - id: worse\n    prompt: x\n'
+    path = write(tmp_path, text)
+    assert main(["run", str(path), "--simulate", "-q", "--keep-going"]) == 2
+    captured = capsys.readouterr()
+    assert "duplicate shot id 'bad'" in captured.err
+    assert "2 invalid shots not run: bad, worse\n" in captured.out, captured.out
+
+
 def test_keep_going_with_only_another_shot_runs_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -567,8 +567,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         file=out,
     )
     if broken:
-        ids = ", ".join(b.id for b in broken)
-        print(f"vidu-pipe: {_count(len(broken), 'invalid shot')} not run: {ids}", file=out)
+        # A duplicated id is one shot's name written twice: list (and count) it once.
+        ids = list(dict.fromkeys(b.id for b in broken))
+        print(f"vidu-pipe: {_count(len(ids), 'invalid shot')} not run: {', '.join(ids)}", file=out)
         if result.exit_code in (EXIT_OK, EXIT_FAILED):
             return EXIT_INVALID
     return result.exit_code
