@@ -404,3 +404,35 @@ def test_printing_an_empty_value_is_an_error_not_the_word_none(
     assert code == 2
     assert "shot 'a': prompt: prints an empty value" in out
     assert "shot 'b'" not in out
+
+
+def test_a_held_manifest_is_named_as_given_not_resolved(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock error names the manifest as the user gave it (or as the storyboard's path
+    implies), while the lock itself stays on the file's identity."""
+    from vidu_pipe.manifest.lock import RunLock, canonical_manifest_path
+
+    (tmp_path / "lk").mkdir()
+    board(tmp_path / "lk", [{"id": "a", "prompt": "x"}], name="lighthouse")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    monkeypatch.chdir(tmp_path)
+    # Another run holds each: reached by another spelling of the same file.
+    held = [
+        RunLock.acquire(canonical_manifest_path(tmp_path / "lk" / "lighthouse.manifest.json")),
+        RunLock.acquire(canonical_manifest_path(tmp_path / "real" / "m.json")),
+    ]
+    try:
+        for argv, shown in [
+            ([], "lk/lighthouse.manifest.json"),
+            (["--manifest", "alias/m.json"], "alias/m.json"),
+        ]:
+            assert main(["run", "lk/lighthouse.yaml", "--simulate", "-q", *argv]) == 3
+            err = capsys.readouterr().err
+            assert f"vidu-pipe: error: {shown}: in use by another run" in err, err
+            assert str(tmp_path) not in err, err
+    finally:
+        for lock in held:
+            lock.release()
+    assert not (tmp_path / "real" / "m.json").exists()

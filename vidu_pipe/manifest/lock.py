@@ -81,13 +81,16 @@ class RunLock:
         self._lock = lock
 
     @classmethod
-    def acquire(cls, manifest: Path) -> RunLock:
+    def acquire(cls, manifest: Path, *, shown: Path | None = None) -> RunLock:
         """Lock ``manifest`` (a canonical path, see :func:`canonical_manifest_path`).
 
         Raises :class:`ConfigError` at once when another run holds it, naming that
         run's pid, host and start time; :class:`ManifestError` when the lock file cannot
-        be made (a symlink planted there is refused, not followed).
+        be made (a symlink planted there is refused, not followed). Messages name the
+        manifest as ``shown`` (the path the user gave), when given: the lock is on the
+        file's identity, the words are in the user's terms.
         """
+        name = manifest if shown is None else shown
         with warnings.catch_warnings():
             # "only soft file lock is available" where there is no fcntl: handled below.
             warnings.simplefilter("ignore")
@@ -112,7 +115,7 @@ class RunLock:
             lock.acquire(blocking=False)
         except filelock.Timeout:
             raise ConfigError(
-                f"{manifest}: in use by another run ({_holder(path)})\n"
+                f"{name}: in use by another run ({_holder(path)})\n"
                 "    hint: wait for it to finish, or stop it; a run that dies releases "
                 "the lock by itself"
             ) from None
@@ -123,7 +126,7 @@ class RunLock:
                 else f"cannot be created: {exc.strerror or exc}"
             )
             raise error(
-                manifest,
+                name,
                 f"the lock file {path.name} {what}",
                 "remove it if no run is going on, and check that the manifest's folder is writable",
             ) from exc

@@ -276,7 +276,7 @@ class ManifestStore:
         path = Path(path)
         # The lock belongs to the file, not to this spelling of its path; everything else
         # keeps the path as given (messages, download paths relative to its folder).
-        lock = RunLock.acquire(canonical_manifest_path(path))
+        lock = RunLock.acquire(canonical_manifest_path(path), shown=path)
         try:
             existing, recovered = _load(path)
             if existing is not None and not adopt:
