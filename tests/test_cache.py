@@ -70,7 +70,10 @@ def relay(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Simulator, str]]:
 
 
 def test_revert_a_prompt_restores_the_first_video_without_a_create(
-    relay: tuple[Simulator, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    relay: tuple[Simulator, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sim, url = relay
     board = write_board(tmp_path, {"a": "A lighthouse at dusk", "b": "Waves"})
@@ -86,6 +89,9 @@ def test_revert_a_prompt_restores_the_first_video_without_a_create(
     assert sim.stats().creates == 3
 
     write_board(tmp_path, {"a": "A lighthouse at dusk", "b": "Waves"})  # reverted
+    # A terminal wide enough for plan's table to show the whole reason (narrower, it
+    # is cut to leave the prompt room).
+    monkeypatch.setenv("COLUMNS", "200")
     assert main(["plan", str(board)]) == 0
     plan = capsys.readouterr().out
     assert re.search(r"^restore\s+a\s.*completed before \(its URL, still fresh", plan, re.M)

@@ -347,8 +347,11 @@ class NoAnswer(httpx.AsyncBaseTransport):
 
 
 def test_a_create_is_on_disk_as_unknown_before_it_is_sent_and_held_until_asked(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A terminal wide enough for plan's table to show the whole reason (narrower, it
+    # is cut to leave the prompt room).
+    monkeypatch.setenv("COLUMNS", "200")
     path = board(tmp_path, n=3)
     manifest = path.with_suffix(".manifest.json")
     relay = sim()
