@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,10 +26,11 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from vidu_pipe.api import arun, load
+from vidu_pipe.api import arun, cut, load
 from vidu_pipe.errors import AuthError
 from vidu_pipe.events import Event
 from vidu_pipe.execution.runner import RunOptions, RunResult
+from vidu_pipe.film.cut import CutError
 from vidu_pipe.manifest.store import load_manifest
 from vidu_pipe.simulator import Simulator, SimulatorConfig
 from vidu_pipe.storyboard.model import mode_of
@@ -1011,6 +1013,38 @@ async def test_an_inline_video_is_saved_when_downloading_never_written_to_the_ma
             entries(path)[shot_id].download.sha256 == hashlib.sha256(saved.read_bytes()).hexdigest()
         )
     assert "data:video" not in path.with_suffix(".manifest.json").read_text()
+    # The saved file is the video: the next run has nothing to pay for again.
+    third = await go(path, sim, poll_interval=5.0, download_dir=tmp_path / "videos")
+    assert third.result.skipped == ("s00", "s01") and sim.stats().creates == 2
+
+
+@pytest.mark.anyio
+async def test_an_inline_video_whose_file_was_deleted_is_cut_and_saved_again_from_the_cache(
+    tmp_path: Path,
+) -> None:
+    path = write_board(tmp_path, shots(2))
+    sim = make_sim(profile="new-api-legacy", inline_rate=1.0)
+    videos = tmp_path / "videos"
+    first = await go(path, sim, poll_interval=5.0, download_dir=videos)
+    assert first.result.completed == ("s00", "s01")
+    saved = {p.name: p.read_bytes() for p in videos.iterdir()}
+    for file in videos.iterdir():
+        file.unlink()
+    # No URL ever held these videos: cut finds them in the results cache.
+    film = tmp_path / "film.mp4"
+    made = await anyio.to_thread.run_sync(lambda: cut(path, output=film))
+    assert made.shots == ("s00", "s01") and film.stat().st_size > 0
+    # --download puts them back from the cache, without a create or a download.
+    before = Seen.of(sim)
+    again = await go(path, sim, poll_interval=5.0, download_dir=videos)
+    assert again.result.skipped == ("s00", "s01") and again.result.failed == ()
+    assert Seen.of(sim) - before == Seen(0, 0, 0)
+    assert {p.name: p.read_bytes() for p in videos.iterdir()} == saved
+    # Gone from both: cut says why, not that a URL expired.
+    shutil.rmtree(videos)
+    shutil.rmtree(tmp_path / ".vidu-pipe")
+    with pytest.raises(CutError, match=r"s00': its video came inline \(no URL\)"):
+        await anyio.to_thread.run_sync(lambda: cut(path, output=film))
 
 
 def scripted_relay(

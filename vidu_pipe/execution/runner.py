@@ -775,6 +775,8 @@ class _Run:
             )
         )
         self.emit(Downloaded(shot=shot.id, path=str(dest), size=size, sha256=sha256))
+        # Kept in the cache too: no URL can ever fetch it again (a deleted file, a revert).
+        await self._cache_file(shot, done, dest, sha256)
 
     def _gave_up(self, shot: Shot, entry: ManifestEntry) -> None:
         self._left_submitted(
@@ -926,6 +928,27 @@ class _Run:
             return
         if entry.video_url:
             await self._download(shot, entry.video_url)
+            return
+        if entry.download is None:
+            return
+        # A video that came inline has no URL: the cache's copy, if it is there, is all.
+        saved = entry.download
+        cache = self.options.cache
+        cached = (
+            await anyio.to_thread.run_sync(
+                cache.video_of, Result("", "", video=saved.sha256, size=saved.size)
+            )
+            if cache is not None
+            else None
+        )
+        if cached is not None:
+            await self._copy_download(shot, cached)
+        else:
+            self._download_failed(
+                shot,
+                f"{dest} is missing or changed, and its video came inline (no URL to fetch "
+                f"it from, none in the cache): `--force --only {shot.id}` makes it again",
+            )
 
     async def _download(self, shot: Shot, url: str) -> None:
         dest = self._destination(shot)
@@ -964,24 +987,27 @@ class _Run:
             )
             self.store.set(shot.id, entry.replace(download=record))
         self.emit(Downloaded(shot=shot.id, path=str(dest), size=size, sha256=sha256))
+        if entry is not None:
+            await self._cache_file(shot, entry, dest, sha256)
+
+    async def _cache_file(self, shot: Shot, entry: ManifestEntry, dest: Path, sha256: str) -> None:
+        """The saved file goes into the cache too (a hard link: no second copy on disk),
+        so that a revert restores it long after its URL expired."""
         cache = self.options.cache
-        if cache is not None and entry is not None and entry.fingerprint == shot.fingerprint:
-            # The file goes into the cache too (a hard link: no second copy on disk), so
-            # that a revert restores it long after its URL expired.
-            kept = await self._cache_call(
-                Result("", ""), lambda: cache.add_video(dest, sha256=sha256)
+        if cache is None or entry.fingerprint != shot.fingerprint:
+            return
+        kept = await self._cache_call(Result("", ""), lambda: cache.add_video(dest, sha256=sha256))
+        if kept.video:
+            result = Result(
+                fingerprint=shot.fingerprint,
+                base_url=self.client.base_url,
+                task_id=entry.task_id,
+                video_url=entry.video_url,
+                finished_at=entry.finished_at,
+                video=kept.video,
+                size=kept.size,
             )
-            if kept.video:
-                result = Result(
-                    fingerprint=shot.fingerprint,
-                    base_url=self.client.base_url,
-                    task_id=entry.task_id,
-                    video_url=entry.video_url,
-                    finished_at=entry.finished_at,
-                    video=kept.video,
-                    size=kept.size,
-                )
-                await self._remember(shot, result)
+            await self._remember(shot, result)
 
     def _download_failed(self, shot: Shot, error: str) -> None:
         """The task is done and recorded; only its file is missing: the run fails (exit 1)."""
