@@ -37,7 +37,6 @@ from vidu_pipe._version import __version__
 from vidu_pipe.constants import (
     DEFAULT_BASE_URL,
     EXIT_CONFIG,
-    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_INVALID,
     EXIT_OK,
@@ -569,9 +568,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if broken:
         ids = ", ".join(b.id for b in broken)
         print(f"vidu-pipe: {_count(len(broken), 'invalid shot')} not run: {ids}", file=out)
-        if result.exit_code in (EXIT_OK, EXIT_FAILED):
-            return EXIT_INVALID
-    return result.exit_code
+    return result.exit_code  # the result's, as its run-finished event says (2 for broken)
 
 
 def _broken_selected(storyboard: Any, args: argparse.Namespace) -> list[Any]:

@@ -39,7 +39,7 @@ import random
 import signal
 import sys
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,7 +47,13 @@ from typing import Literal
 
 import anyio
 
-from vidu_pipe.constants import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from vidu_pipe.constants import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_OK,
+)
 from vidu_pipe.errors import (
     AmbiguousCreateError,
     ApiError,
@@ -148,7 +154,8 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a run did. ``exit_code`` follows SPEC §3."""
+    """What a run did. ``exit_code`` follows SPEC §3: it is the one source of the exit
+    code, of the process (``run``) and of the ``run-finished`` event alike."""
 
     completed: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
@@ -165,13 +172,26 @@ class RunResult:
     interrupted: bool = False
     quota_error: str | None = None
     messages: tuple[str, ...] = ()
+    #: ``--keep-going``: the selected shots that did not validate, so were not run.
+    broken: tuple[str, ...] = ()
+    #: The exit code of the error that stopped the whole run (a refused key, an
+    #: unreachable relay, a manifest that cannot be written: 3; a bug: 1). Such a run
+    #: raises that error after its ``run-finished`` event, so no caller sees this result;
+    #: the event does, and carries the exit code the process ends with.
+    fatal: int | None = None
 
     @property
     def exit_code(self) -> int:
+        """0 every selected shot completed; 1 some failed; 2 invalid shots left out
+        (``--keep-going``); 3 quota spent or a fatal configuration error; 130 interrupted."""
+        if self.fatal is not None:
+            return self.fatal
         if self.interrupted:
             return EXIT_INTERRUPTED
         if self.quota_error:
             return EXIT_CONFIG
+        if self.broken:
+            return EXIT_INVALID
         if self.failed or self.not_started or self.running:
             return EXIT_FAILED
         return EXIT_OK
@@ -199,8 +219,10 @@ class _Run:
         client: ViduClient,
         options: RunOptions,
         emit: EventSink,
+        broken: tuple[str, ...] = (),
     ) -> None:
         self.plan = plan
+        self.broken = broken
         self.store = store
         self.client = client
         self.options = options
@@ -278,6 +300,8 @@ class _Run:
         def ordered_ids(ids: list[str]) -> tuple[str, ...]:
             return tuple(sorted(ids, key=lambda shot_id: position.get(shot_id, len(position))))
 
+        if self.fatal is None and self.disk_error is not None:
+            self.fatal = self.disk_error
         result = RunResult(
             completed=ordered_ids(self.tally.completed),
             failed=ordered_ids(self.tally.failed),
@@ -291,6 +315,8 @@ class _Run:
             interrupted=self.interrupted,
             quota_error=self.quota_error,
             messages=tuple(self.messages),
+            broken=self.broken,
+            fatal=self.fatal.exit_code if self.fatal is not None else None,
         )
         self.emit(
             RunFinished(
@@ -301,15 +327,13 @@ class _Run:
                 skipped=len(result.skipped),
                 restored=len(result.restored),
                 created=result.created,
-                exit_code=EXIT_CONFIG
-                if self.fatal is not None or self.disk_error is not None
-                else result.exit_code,
+                unknown=len(result.unknown),
+                broken=len(result.broken),
+                exit_code=result.exit_code,
             )
         )
         if self.unknown_ids:
             self._report_unrecorded()
-        if self.fatal is None and self.disk_error is not None:
-            self.fatal = self.disk_error
         if self.fatal is not None:
             raise self.fatal
         if self.tally.unknown:
@@ -1098,9 +1122,13 @@ async def execute(
     client: ViduClient,
     options: RunOptions,
     on_event: EventSink | None = None,
+    broken: Sequence[str] = (),
 ) -> RunResult:
     """Run ``plan`` against ``client``, recording every state change in ``store``.
 
-    Raises AuthError when the relay refuses the key (after recording what it knows).
+    ``broken``: the selected shots that did not validate (``--keep-going``), named in the
+    result (exit 2). Raises the error that stopped the whole run (a refused key: AuthError;
+    a manifest that cannot be written: ManifestError) after recording what it knows.
     """
-    return await _Run(plan, store, client, options, on_event or (lambda _e: None)).execute()
+    sink = on_event or (lambda _e: None)
+    return await _Run(plan, store, client, options, sink, tuple(broken)).execute()
