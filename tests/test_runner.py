@@ -13,6 +13,8 @@ import hashlib
 import json
 import logging
 import shutil
+import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ from vidu_pipe.errors import AuthError
 from vidu_pipe.events import Event
 from vidu_pipe.execution.runner import RunOptions, RunResult
 from vidu_pipe.film.cut import CutError
-from vidu_pipe.manifest.store import load_manifest
+from vidu_pipe.manifest.store import ManifestStore, load_manifest
 from vidu_pipe.simulator import Simulator, SimulatorConfig
 from vidu_pipe.storyboard.model import mode_of
 from vidu_pipe.storyboard.schemas import MODELS, load_schema
@@ -1162,3 +1164,39 @@ async def test_an_unreachable_relay_is_its_own_error_and_says_why_shots_did_not_
     assert stopped.value.exit_code == 3
     reasons = {getattr(e, "reason", None) for e in events if e.kind == "not-started"}
     assert reasons == {"relay unreachable"}
+
+
+@pytest.mark.anyio
+async def test_manifest_writes_leave_the_event_loop_except_the_write_ahead_mark(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manifest write fsyncs and may compact the whole file: on the event loop it would
+    stall every poll of every shot. Only the write-ahead mark (announce) stays there, so
+    that the create follows the gate at once."""
+    loop_thread = threading.get_ident()
+    on_loop: Counter[str] = Counter()
+    original = ManifestStore.set
+
+    def watched(self: ManifestStore, *args: Any, **kwargs: Any) -> None:
+        if threading.get_ident() == loop_thread:
+            on_loop[sys._getframe(1).f_code.co_name] += 1
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ManifestStore, "set", watched)
+    videos = tmp_path / "videos"
+    board = shots(3)
+    board[2]["prompt"] += " [[fail]]"  # a failed task is written too
+    path = write_board(tmp_path, board)
+    sim = make_sim()
+    first = await go(path, sim, poll_interval=2.0, download_dir=videos)
+    assert first.result.completed == ("s00", "s01") and first.result.failed == ("s02",)
+    # A renamed shot adopts its video; a reverted prompt restores one from the cache.
+    board[0]["id"] = "renamed"
+    board[1]["prompt"] = "another prompt"
+    path = write_board(tmp_path, board)
+    await go(path, sim, poll_interval=2.0, download_dir=videos)
+    board[1]["prompt"] = "s shot 1"
+    path = write_board(tmp_path, board)
+    third = await go(path, sim, poll_interval=2.0, download_dir=videos)
+    assert third.result.restored == ("s01",)
+    assert set(on_loop) == {"announce"}, on_loop

@@ -91,7 +91,7 @@ from vidu_pipe.execution.polling import PaceBook, Pacer, kind_of, load_pace, pac
 from vidu_pipe.execution.ratelimit import Clock, CreateGate
 from vidu_pipe.failures import failure_advice
 from vidu_pipe.fileio import AtomicFile, write_atomic
-from vidu_pipe.manifest.history import Cache, Result
+from vidu_pipe.manifest.history import Cache, Result, file_sha256
 from vidu_pipe.manifest.store import (
     Download,
     ManifestEntry,
@@ -246,8 +246,8 @@ class _Run:
         self.shots_scope: anyio.CancelScope | None = None
         self.messages: list[str] = []
         self.pace_file = pace_path(plan.storyboard.path)
-        history = load_pace(self.pace_file, client.base_url) if options.learn_pace else {}
-        self.pacer = Pacer(PaceBook(history), self.clock)
+        #: The pace learned in earlier runs is read in :meth:`execute` (off the event loop).
+        self.pacer = Pacer(PaceBook({}), self.clock)
         #: Creates again after a failure the relay called transient, per shot.
         self.recreated: dict[str, int] = {}
         #: Task ids the relay gave that could not be recorded (a full disk): shot -> id.
@@ -258,10 +258,24 @@ class _Run:
     def emit(self, event: Event) -> None:
         self.emit_event(event)
 
+    async def _write(self, shot: Shot, entry: ManifestEntry, *, durable: bool = True) -> None:
+        """Record the shot's entry in a worker thread: an ``fsync``, or a compaction of the
+        whole manifest, must not stall every other shot's polling. Shielded, so that what
+        is on disk and this run's tally never disagree (a Ctrl-C during the write would
+        otherwise leave a completed entry counted as still running). The write-ahead mark
+        (``announce`` in :meth:`_create`) is the one write that stays on the event loop."""
+        with anyio.CancelScope(shield=True):
+            await self.store.record(shot.id, entry, durable=durable)
+
     # --- the run as a whole ---------------------------------------------------
 
     async def execute(self) -> RunResult:
         steps = self.plan.steps
+        if self.options.learn_pace:
+            history = await anyio.to_thread.run_sync(
+                load_pace, self.pace_file, self.client.base_url
+            )
+            self.pacer = Pacer(PaceBook(history), self.clock)
         self.emit(
             RunStarted(
                 storyboard=str(self.plan.storyboard.path),
@@ -400,7 +414,7 @@ class _Run:
                 return
             if step.action == "skip":
                 if step.adopted_from is not None and step.entry is not None:
-                    self.store.set(shot.id, step.entry, durable=False)
+                    await self._write(shot, step.entry, durable=False)
                 self.tally.skipped.append(shot.id)
                 self.emit(Skipped(shot=shot.id, reason=step.reason))
                 if self.options.download_dir is not None and step.entry is not None:
@@ -504,8 +518,8 @@ class _Run:
         self.tally.not_started.append(shot.id)
         self.emit(NotStarted(shot=shot.id, reason=reason))
 
-    def _fail(self, shot: Shot, entry: ManifestEntry, error: str) -> None:
-        self.store.set(shot.id, entry.replace(status="failed", error=error, progress=None))
+    async def _fail(self, shot: Shot, entry: ManifestEntry, error: str) -> None:
+        await self._write(shot, entry.replace(status="failed", error=error, progress=None))
         self.tally.failed.append(shot.id)
         self.emit(Failed(shot=shot.id, task_id=entry.task_id, error=error))
         advice = failure_advice(error)
@@ -637,7 +651,7 @@ class _Run:
                         await self._back_off(shot, "create", attempt, exc, policy)
                     continue
                 self.creates_reserved -= 1
-                self._fail(shot, base, exc.message)
+                await self._fail(shot, base, exc.message)
                 return None
             except Exception:
                 # A refused key (401), or a body that could not be encoded: nothing was sent
@@ -687,7 +701,7 @@ class _Run:
                 if exc.code == NO_VIDEO_URL:
                     no_url += 1
                     if no_url >= _NO_URL_ASKS or last_chance:
-                        self._left_submitted(
+                        await self._left_submitted(
                             shot,
                             entry,
                             f"{exc.message}; asked {no_url} times; the task keeps its id and "
@@ -696,7 +710,7 @@ class _Run:
                         return None
                 transient = retry.query_may_retry(exc)
                 if last_chance and transient:
-                    self._gave_up(shot, entry)
+                    await self._gave_up(shot, entry)
                     return None
                 if transient:
                     failures += 1
@@ -710,11 +724,11 @@ class _Run:
                     continue
                 error = f"querying task {entry.task_id} failed: {exc.message}"
                 if exc.code == "task_not_exist":
-                    self._fail(shot, entry, error)  # gone at the relay: the next run creates
+                    await self._fail(shot, entry, error)  # gone at the relay: the next run creates
                 else:
                     # The task was paid for and may well finish: keep it submitted, so the
                     # next run asks again instead of paying for another.
-                    self._left_submitted(shot, entry, error + "; the next run asks again")
+                    await self._left_submitted(shot, entry, error + "; the next run asks again")
                 return None
             failures = 0
             self.reached = True
@@ -724,29 +738,29 @@ class _Run:
                 if state.video_url is not None and is_data_uri(state.video_url):
                     await self._inline_video(shot, entry, state, now - start)
                     return None
-                return self._completed(shot, entry, state, now - start)
+                return await self._completed(shot, entry, state, now - start)
             if state.status == "failed":
                 error = state.error or "the task failed (no reason given)"
                 if retry.may_recreate(error, self.recreated.get(shot.id, 0)):
                     self.recreated[shot.id] = self.recreated.get(shot.id, 0) + 1
-                    self.store.set(
-                        shot.id, entry.replace(status="failed", error=error, progress=None)
+                    await self._write(
+                        shot, entry.replace(status="failed", error=error, progress=None)
                     )
                     self._retried(
                         shot, "create", self.recreated[shot.id], ApiError(error), delay=0.0
                     )
                     return _AGAIN
-                self._fail(shot, entry, error)
+                await self._fail(shot, entry, error)
                 return None
             if last_chance:
-                self._gave_up(shot, entry)
+                await self._gave_up(shot, entry)
                 return None
             schedule.observe(now, state.status, state.progress)
             self.pacer.not_done(kind, schedule, now)
             if (state.status, state.progress) != last:
                 last = (state.status, state.progress)
                 entry = entry.replace(progress=state.progress)
-                self.store.set(shot.id, entry, durable=False)
+                await self._write(shot, entry, durable=False)
                 self.emit(
                     Progress(
                         shot=shot.id,
@@ -764,7 +778,7 @@ class _Run:
         written into the manifest (it would hold the whole video)."""
         assert state.video_url is not None
         if self.options.download_dir is None:
-            self._left_submitted(
+            await self._left_submitted(
                 shot,
                 entry,
                 "the relay sent the video inline (a data: URI), which is not kept in the "
@@ -775,7 +789,9 @@ class _Run:
         try:
             size, sha256 = await anyio.to_thread.run_sync(_save_data_uri, state.video_url, dest)
         except (ValueError, OSError) as exc:
-            self._left_submitted(shot, entry, f"cannot save the inline video to {dest}: {exc}")
+            await self._left_submitted(
+                shot, entry, f"cannot save the inline video to {dest}: {exc}"
+            )
             return
         record = Download(path=_relative(dest, self.store.path.parent), size=size, sha256=sha256)
         done = entry.replace(
@@ -786,7 +802,7 @@ class _Run:
             finished_at=utc_now(),
             download=record,
         )
-        self.store.set(shot.id, done, durable=True)
+        await self._write(shot, done)
         self.tally.completed.append(shot.id)
         assert entry.task_id is not None
         # The video's only home is the file: say where it is (never the data: URI itself).
@@ -802,21 +818,23 @@ class _Run:
         # Kept in the cache too: no URL can ever fetch it again (a deleted file, a revert).
         await self._cache_file(shot, done, dest, sha256)
 
-    def _gave_up(self, shot: Shot, entry: ManifestEntry) -> None:
-        self._left_submitted(
+    async def _gave_up(self, shot: Shot, entry: ManifestEntry) -> None:
+        await self._left_submitted(
             shot,
             entry,
             f"gave up waiting after {self.options.timeout:g} s; the task is still "
             "submitted and the next run resumes it",
         )
 
-    def _left_submitted(self, shot: Shot, entry: ManifestEntry, error: str) -> None:
+    async def _left_submitted(self, shot: Shot, entry: ManifestEntry, error: str) -> None:
         """This run stops waiting for the shot, but its task stays on record (submitted)."""
-        self.store.set(shot.id, entry.replace(error=error))
+        await self._write(shot, entry.replace(error=error))
         self.tally.failed.append(shot.id)
         self.emit(Failed(shot=shot.id, task_id=entry.task_id, error=error))
 
-    def _completed(self, shot: Shot, entry: ManifestEntry, state: TaskState, took: float) -> str:
+    async def _completed(
+        self, shot: Shot, entry: ManifestEntry, state: TaskState, took: float
+    ) -> str:
         assert state.video_url is not None and entry.task_id is not None
         done = entry.replace(
             status="completed",
@@ -826,7 +844,7 @@ class _Run:
             finished_at=utc_now(),
             download=None,
         )
-        self.store.set(shot.id, done, durable=True)
+        await self._write(shot, done)
         self.tally.completed.append(shot.id)
         self.emit(
             Completed(
@@ -855,7 +873,7 @@ class _Run:
             attempts=step.entry.attempts if step.entry is not None else 0,
             finished_at=result.finished_at,
         )
-        self.store.set(shot.id, entry, durable=True)
+        await self._write(shot, entry)
         self.tally.restored.append(shot.id)
         self.emit(
             Restored(
@@ -870,7 +888,9 @@ class _Run:
         if self.options.download_dir is None:
             return
         cache = self.options.cache
-        cached = cache.video_of(result) if cache is not None else None
+        cached = (
+            await anyio.to_thread.run_sync(cache.video_of, result) if cache is not None else None
+        )
         if cached is not None:
             await self._copy_download(shot, cached)
         elif result.video_url:
@@ -896,7 +916,9 @@ class _Run:
                 made, lambda: _make_placeholder(cache, make, shot, made)
             )
         await self._remember(shot, result)
-        return self.options.cache.video_of(result) if make is not None else None
+        if make is None:
+            return None
+        return await anyio.to_thread.run_sync(self.options.cache.video_of, result)
 
     async def _remember(self, shot: Shot, result: Result) -> None:
         cache = self.options.cache
@@ -927,13 +949,7 @@ class _Run:
         except OSError as exc:
             self._download_failed(shot, f"cannot save {dest}: {exc.strerror or exc}")
             return
-        entry = self.store.get(shot.id)
-        if entry is not None:
-            record = Download(
-                path=_relative(dest, self.store.path.parent), size=size, sha256=sha256
-            )
-            self.store.set(shot.id, entry.replace(download=record))
-        self.emit(Downloaded(shot=shot.id, path=str(dest), size=size, sha256=sha256))
+        await self._record_download(shot, dest, size, sha256)
 
     # --- downloads ------------------------------------------------------------
 
@@ -1004,15 +1020,21 @@ class _Run:
         except OSError as exc:
             self._download_failed(shot, f"cannot save {dest}: {exc.strerror or exc}")
             return
-        entry = self.store.get(shot.id)
-        if entry is not None:
-            record = Download(
-                path=_relative(dest, self.store.path.parent), size=size, sha256=sha256
-            )
-            self.store.set(shot.id, entry.replace(download=record))
-        self.emit(Downloaded(shot=shot.id, path=str(dest), size=size, sha256=sha256))
+        entry = await self._record_download(shot, dest, size, sha256)
         if entry is not None:
             await self._cache_file(shot, entry, dest, sha256)
+
+    async def _record_download(
+        self, shot: Shot, dest: Path, size: int, sha256: str
+    ) -> ManifestEntry | None:
+        """The saved file into the shot's entry (returned), and its ``downloaded`` event."""
+        entry = self.store.get(shot.id)
+        if entry is not None:
+            where = _relative(dest, self.store.path.parent)
+            entry = entry.replace(download=Download(path=where, size=size, sha256=sha256))
+            await self._write(shot, entry)
+        self.emit(Downloaded(shot=shot.id, path=str(dest), size=size, sha256=sha256))
+        return entry
 
     async def _cache_file(self, shot: Shot, entry: ManifestEntry, dest: Path, sha256: str) -> None:
         """The saved file goes into the cache too (a hard link: no second copy on disk),
@@ -1070,29 +1092,24 @@ def _save_data_uri(uri: str, dest: Path) -> tuple[int, str]:
 
 def _file_matches(path: Path, size: int, sha256: str) -> bool:
     try:
-        if path.stat().st_size != size:
-            return False
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest() == sha256
+        return path.stat().st_size == size and file_sha256(path) == (sha256, size)
     except OSError:
         return False
 
 
 def _copy_file(source: Path, dest: Path) -> tuple[int, str]:
-    import shutil
-
-    from vidu_pipe.manifest.history import file_sha256
-
+    """Copy ``source`` to ``dest`` atomically, hashing while copying; (size, sha256)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
     # fileio: an unpredictable temporary name, never through a link planted at dest.
     with AtomicFile(dest) as out, source.open("rb") as src:
-        shutil.copyfileobj(src, out.file)
+        for block in iter(lambda: src.read(1 << 20), b""):
+            digest.update(block)
+            out.file.write(block)
+            size += len(block)
         out.commit()
-    sha256, size = file_sha256(dest)
-    return size, sha256
+    return size, digest.hexdigest()
 
 
 def _make_placeholder(
