@@ -984,6 +984,17 @@ async def test_the_pace_is_learned_and_kept_beside_the_storyboard(tmp_path: Path
 
 
 @pytest.mark.anyio
+async def test_a_simulated_run_learns_no_pace(tmp_path: Path) -> None:
+    """--simulate plays a relay that does not exist, at a compressed time scale: its pace
+    would mislead the next run against any relay at the simulator's URL."""
+    path = write_board(tmp_path, shots(3))
+    result = await arun(path, simulate=True)
+    assert result.completed == ("s00", "s01", "s02")
+    assert (tmp_path / ".vidu-pipe" / "videos").is_dir()  # its placeholder clips are kept
+    assert not (tmp_path / ".vidu-pipe" / "pace.json").exists()
+
+
+@pytest.mark.anyio
 async def test_a_corrupt_pace_file_is_ignored_and_replaced(tmp_path: Path) -> None:
     path = write_board(tmp_path, shots(2))
     (tmp_path / ".vidu-pipe").mkdir()

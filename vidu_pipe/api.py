@@ -389,6 +389,9 @@ async def arun(
             transport = sim.transport()
             opts = replace(opts, time_scale=SIMULATE_TIME_SCALE)
             fresh_simulator = True
+        # No pace is learned (nor read) from the simulator: it is no relay, and its times
+        # are its profile's at its own scale.
+        opts = replace(opts, learn_pace=False)
         url = SIMULATOR_BASE_URL
         key: str | None = None
     else:
