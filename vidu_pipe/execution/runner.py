@@ -197,15 +197,17 @@ class RunResult:
         return EXIT_OK
 
 
+#: How one shot ended in a run. ``unknown``: its create got no answer (a failure too).
+_Outcome = Literal[
+    "completed", "failed", "unknown", "not_started", "skipped", "restored", "running"
+]
+
+
 @dataclass
 class _Tally:
-    completed: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    not_started: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    restored: list[str] = field(default_factory=list)
-    running: list[str] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)
+    #: Each shot that ended, and how; RunResult's tuples derive from it. A later outcome
+    #: replaces an earlier one (a completed shot whose download failed is failed).
+    outcome: dict[str, _Outcome] = field(default_factory=dict)
     tasks: set[str] = field(default_factory=set)  # shots with a task created or resumed
     created: int = 0
     resumed: int = 0
@@ -316,14 +318,18 @@ class _Run:
 
         if self.fatal is None and self.disk_error is not None:
             self.fatal = self.disk_error
+
+        def ended(*how: _Outcome) -> tuple[str, ...]:
+            return ordered_ids([s for s, o in self.tally.outcome.items() if o in how])
+
         result = RunResult(
-            completed=ordered_ids(self.tally.completed),
-            failed=ordered_ids(self.tally.failed),
-            not_started=ordered_ids(self.tally.not_started),
-            skipped=ordered_ids(self.tally.skipped),
-            restored=ordered_ids(self.tally.restored),
-            running=ordered_ids(self.tally.running),
-            unknown=ordered_ids(self.tally.unknown),
+            completed=ended("completed"),
+            failed=ended("failed", "unknown"),
+            not_started=ended("not_started"),
+            skipped=ended("skipped"),
+            restored=ended("restored"),
+            running=ended("running"),
+            unknown=ended("unknown"),
             created=self.tally.created,
             resumed=self.tally.resumed,
             interrupted=self.interrupted,
@@ -350,8 +356,8 @@ class _Run:
             self._report_unrecorded()
         if self.fatal is not None:
             raise self.fatal
-        if self.tally.unknown:
-            self.messages.append(unknown_summary(self.tally.unknown))
+        if result.unknown:
+            self.messages.append(unknown_summary(list(result.unknown)))
             result = replace(result, messages=tuple(self.messages))
         return result
 
@@ -408,14 +414,13 @@ class _Run:
         try:
             if step.action == "hold":
                 assert step.entry is not None
-                self.tally.unknown.append(shot.id)
-                self.tally.failed.append(shot.id)
+                self.tally.outcome[shot.id] = "unknown"
                 self.emit(Failed(shot=shot.id, task_id=None, error=unknown_note(step.entry)))
                 return
             if step.action == "skip":
                 if step.adopted_from is not None and step.entry is not None:
                     await self._write(shot, step.entry, durable=False)
-                self.tally.skipped.append(shot.id)
+                self.tally.outcome[shot.id] = "skipped"
                 self.emit(Skipped(shot=shot.id, reason=step.reason))
                 if self.options.download_dir is not None and step.entry is not None:
                     await self._ensure_download(shot, step.entry)
@@ -432,8 +437,8 @@ class _Run:
                     await self._download(shot, url)
         except ManifestError as exc:  # a full disk: this shot stops, the others poll on
             self._disk_full(exc)
-            if shot.id not in self._settled():
-                self.tally.failed.append(shot.id)
+            if shot.id not in self.tally.outcome:
+                self.tally.outcome[shot.id] = "failed"
                 self.emit(Failed(shot=shot.id, task_id=None, error=str(exc)))
         except ViduPipeError as exc:  # a refused key, an unreachable relay
             self._stop_all(exc)
@@ -443,17 +448,13 @@ class _Run:
                 ViduPipeError(f"internal error on shot {shot.id}: {type(exc).__name__}: {exc}")
             )
         except anyio.get_cancelled_exc_class():
-            if shot.id not in self._settled():
+            if shot.id not in self.tally.outcome:
                 # A task that exists keeps running at the relay; the next run resumes it.
                 if shot.id in self.tally.tasks:
-                    self.tally.running.append(shot.id)
+                    self.tally.outcome[shot.id] = "running"
                 else:
                     self._not_started(shot, self.stop_reason)
             raise
-
-    def _settled(self) -> set[str]:
-        t = self.tally
-        return {*t.completed, *t.failed, *t.not_started, *t.skipped, *t.restored, *t.running}
 
     async def _task(self, step: Step) -> str | None:
         """Create (or resume) the shot's task and wait for it; returns the video URL."""
@@ -515,12 +516,12 @@ class _Run:
         await self.clock.sleep(delay)
 
     def _not_started(self, shot: Shot, reason: str) -> None:
-        self.tally.not_started.append(shot.id)
+        self.tally.outcome[shot.id] = "not_started"
         self.emit(NotStarted(shot=shot.id, reason=reason))
 
     async def _fail(self, shot: Shot, entry: ManifestEntry, error: str) -> None:
         await self._write(shot, entry.replace(status="failed", error=error, progress=None))
-        self.tally.failed.append(shot.id)
+        self.tally.outcome[shot.id] = "failed"
         self.emit(Failed(shot=shot.id, task_id=entry.task_id, error=error))
         advice = failure_advice(error)
         if advice is not None:
@@ -621,8 +622,7 @@ class _Run:
                 )
                 with anyio.CancelScope(shield=True):
                     await self.store.record(shot.id, announced.replace(error=error))
-                self.tally.unknown.append(shot.id)
-                self.tally.failed.append(shot.id)
+                self.tally.outcome[shot.id] = "unknown"
                 self.emit(Failed(shot=shot.id, task_id=None, error=error))
                 return None
             except ApiError as exc:
@@ -803,7 +803,7 @@ class _Run:
             download=record,
         )
         await self._write(shot, done)
-        self.tally.completed.append(shot.id)
+        self.tally.outcome[shot.id] = "completed"
         assert entry.task_id is not None
         # The video's only home is the file: say where it is (never the data: URI itself).
         self.emit(
@@ -829,7 +829,7 @@ class _Run:
     async def _left_submitted(self, shot: Shot, entry: ManifestEntry, error: str) -> None:
         """This run stops waiting for the shot, but its task stays on record (submitted)."""
         await self._write(shot, entry.replace(error=error))
-        self.tally.failed.append(shot.id)
+        self.tally.outcome[shot.id] = "failed"
         self.emit(Failed(shot=shot.id, task_id=entry.task_id, error=error))
 
     async def _completed(
@@ -845,7 +845,7 @@ class _Run:
             download=None,
         )
         await self._write(shot, done)
-        self.tally.completed.append(shot.id)
+        self.tally.outcome[shot.id] = "completed"
         self.emit(
             Completed(
                 shot=shot.id,
@@ -874,7 +874,7 @@ class _Run:
             finished_at=result.finished_at,
         )
         await self._write(shot, entry)
-        self.tally.restored.append(shot.id)
+        self.tally.outcome[shot.id] = "restored"
         self.emit(
             Restored(
                 shot=shot.id,
@@ -1058,10 +1058,7 @@ class _Run:
     def _download_failed(self, shot: Shot, error: str) -> None:
         """The task is done and recorded; only its file is missing: the run fails (exit 1)."""
         self.emit(Failed(shot=shot.id, task_id=None, error=error))
-        for done in (self.tally.completed, self.tally.skipped):
-            if shot.id in done:
-                done.remove(shot.id)
-        self.tally.failed.append(shot.id)
+        self.tally.outcome[shot.id] = "failed"
 
 
 def _age(stamp: str | None) -> float:
