@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from vidu_pipe.api import run
 from vidu_pipe.cli import build_parser, main
 from vidu_pipe.errors import StoryboardError
 from vidu_pipe.storyboard.build import load
@@ -182,6 +183,24 @@ def test_keep_going_lists_a_duplicate_id_once(
     captured = capsys.readouterr()
     assert "duplicate shot id 'bad'" in captured.err
     assert "2 invalid shots not run: bad, worse\n" in captured.out, captured.out
+
+
+def test_keep_going_json_run_finished_carries_the_exit_code_of_the_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, BROKEN)
+    code = main(["run", str(path), "--simulate", "--json", "--keep-going"])
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    finished = events[-1]
+    assert finished["event"] == "run-finished" and finished["completed"] == 2
+    assert finished["exit_code"] == code == 2
+
+
+def test_keep_going_library_result_names_the_broken_shots_and_exits_2(tmp_path: Path) -> None:
+    path = write(tmp_path, BROKEN)
+    result = run(path, simulate=True, keep_going=True)
+    assert result.broken == ("bad", "worse") and result.completed == ("good", "other")
+    assert result.exit_code == 2
 
 
 def test_keep_going_with_only_another_shot_runs_it(

@@ -12,6 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
+import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,11 +28,12 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from vidu_pipe.api import arun, load
+from vidu_pipe.api import arun, cut, load
 from vidu_pipe.errors import AuthError
 from vidu_pipe.events import Event
 from vidu_pipe.execution.runner import RunOptions, RunResult
-from vidu_pipe.manifest.store import load_manifest
+from vidu_pipe.film.cut import CutError
+from vidu_pipe.manifest.store import ManifestStore, load_manifest
 from vidu_pipe.simulator import Simulator, SimulatorConfig
 from vidu_pipe.storyboard.model import mode_of
 from vidu_pipe.storyboard.schemas import MODELS, load_schema
@@ -980,6 +984,17 @@ async def test_the_pace_is_learned_and_kept_beside_the_storyboard(tmp_path: Path
 
 
 @pytest.mark.anyio
+async def test_a_simulated_run_learns_no_pace(tmp_path: Path) -> None:
+    """--simulate plays a relay that does not exist, at a compressed time scale: its pace
+    would mislead the next run against any relay at the simulator's URL."""
+    path = write_board(tmp_path, shots(3))
+    result = await arun(path, simulate=True)
+    assert result.completed == ("s00", "s01", "s02")
+    assert (tmp_path / ".vidu-pipe" / "videos").is_dir()  # its placeholder clips are kept
+    assert not (tmp_path / ".vidu-pipe" / "pace.json").exists()
+
+
+@pytest.mark.anyio
 async def test_a_corrupt_pace_file_is_ignored_and_replaced(tmp_path: Path) -> None:
     path = write_board(tmp_path, shots(2))
     (tmp_path / ".vidu-pipe").mkdir()
@@ -1011,6 +1026,38 @@ async def test_an_inline_video_is_saved_when_downloading_never_written_to_the_ma
             entries(path)[shot_id].download.sha256 == hashlib.sha256(saved.read_bytes()).hexdigest()
         )
     assert "data:video" not in path.with_suffix(".manifest.json").read_text()
+    # The saved file is the video: the next run has nothing to pay for again.
+    third = await go(path, sim, poll_interval=5.0, download_dir=tmp_path / "videos")
+    assert third.result.skipped == ("s00", "s01") and sim.stats().creates == 2
+
+
+@pytest.mark.anyio
+async def test_an_inline_video_whose_file_was_deleted_is_cut_and_saved_again_from_the_cache(
+    tmp_path: Path,
+) -> None:
+    path = write_board(tmp_path, shots(2))
+    sim = make_sim(profile="new-api-legacy", inline_rate=1.0)
+    videos = tmp_path / "videos"
+    first = await go(path, sim, poll_interval=5.0, download_dir=videos)
+    assert first.result.completed == ("s00", "s01")
+    saved = {p.name: p.read_bytes() for p in videos.iterdir()}
+    for file in videos.iterdir():
+        file.unlink()
+    # No URL ever held these videos: cut finds them in the results cache.
+    film = tmp_path / "film.mp4"
+    made = await anyio.to_thread.run_sync(lambda: cut(path, output=film))
+    assert made.shots == ("s00", "s01") and film.stat().st_size > 0
+    # --download puts them back from the cache, without a create or a download.
+    before = Seen.of(sim)
+    again = await go(path, sim, poll_interval=5.0, download_dir=videos)
+    assert again.result.skipped == ("s00", "s01") and again.result.failed == ()
+    assert Seen.of(sim) - before == Seen(0, 0, 0)
+    assert {p.name: p.read_bytes() for p in videos.iterdir()} == saved
+    # Gone from both: cut says why, not that a URL expired.
+    shutil.rmtree(videos)
+    shutil.rmtree(tmp_path / ".vidu-pipe")
+    with pytest.raises(CutError, match=r"s00': its video came inline \(no URL\)"):
+        await anyio.to_thread.run_sync(lambda: cut(path, output=film))
 
 
 def scripted_relay(
@@ -1128,3 +1175,39 @@ async def test_an_unreachable_relay_is_its_own_error_and_says_why_shots_did_not_
     assert stopped.value.exit_code == 3
     reasons = {getattr(e, "reason", None) for e in events if e.kind == "not-started"}
     assert reasons == {"relay unreachable"}
+
+
+@pytest.mark.anyio
+async def test_manifest_writes_leave_the_event_loop_except_the_write_ahead_mark(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manifest write fsyncs and may compact the whole file: on the event loop it would
+    stall every poll of every shot. Only the write-ahead mark (announce) stays there, so
+    that the create follows the gate at once."""
+    loop_thread = threading.get_ident()
+    on_loop: Counter[str] = Counter()
+    original = ManifestStore.set
+
+    def watched(self: ManifestStore, *args: Any, **kwargs: Any) -> None:
+        if threading.get_ident() == loop_thread:
+            on_loop[sys._getframe(1).f_code.co_name] += 1
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ManifestStore, "set", watched)
+    videos = tmp_path / "videos"
+    board = shots(3)
+    board[2]["prompt"] += " [[fail]]"  # a failed task is written too
+    path = write_board(tmp_path, board)
+    sim = make_sim()
+    first = await go(path, sim, poll_interval=2.0, download_dir=videos)
+    assert first.result.completed == ("s00", "s01") and first.result.failed == ("s02",)
+    # A renamed shot adopts its video; a reverted prompt restores one from the cache.
+    board[0]["id"] = "renamed"
+    board[1]["prompt"] = "another prompt"
+    path = write_board(tmp_path, board)
+    await go(path, sim, poll_interval=2.0, download_dir=videos)
+    board[1]["prompt"] = "s shot 1"
+    path = write_board(tmp_path, board)
+    third = await go(path, sim, poll_interval=2.0, download_dir=videos)
+    assert third.result.restored == ("s01",)
+    assert set(on_loop) == {"announce"}, on_loop

@@ -358,10 +358,11 @@ async def arun(
     ``transport`` replaces the network (tests); ``env`` replaces ``os.environ`` for
     ``VIDU_API_KEY`` and ``VIDU_BASE_URL``; ``cache_dir`` moves the results cache
     (default: ``.vidu-pipe/`` beside the storyboard). ``keep_going`` (a path given) runs the
-    valid shots of a storyboard with broken ones (see ``Storyboard.broken``; the result does
-    not count them: ``run --keep-going`` exits 2 for them). Raises :class:`StoryboardError`,
-    :class:`UsageError`, :class:`ConfigError` (and :class:`AuthError`) before or instead
-    of a result; a result's ``exit_code`` says how the shots went.
+    valid shots of a storyboard with broken ones (see ``Storyboard.broken``; the result names
+    the selected ones in ``broken``, and its ``exit_code`` is 2 for them). Raises
+    :class:`StoryboardError`, :class:`UsageError`, :class:`ConfigError` (and
+    :class:`AuthError`) before or instead of a result; a result's ``exit_code`` says how the
+    shots went.
     """
     from vidu_pipe.execution.client import ViduClient, resolve_api_key, resolve_base_url
 
@@ -388,6 +389,9 @@ async def arun(
             transport = sim.transport()
             opts = replace(opts, time_scale=SIMULATE_TIME_SCALE)
             fresh_simulator = True
+        # No pace is learned (nor read) from the simulator: it is no relay, and its times
+        # are its profile's at its own scale.
+        opts = replace(opts, learn_pace=False)
         url = SIMULATOR_BASE_URL
         key: str | None = None
     else:
@@ -403,8 +407,9 @@ async def arun(
         opts = replace(opts, placeholder=shot_placeholder)
     if opts.download_dir is not None:
         _check_folder(opts.download_dir)  # before anything is paid for
+    broken = tuple(b.id for b in select_broken(board, only, tags))  # --keep-going
     if not select(board, only, tags):  # a selection typo is refused before any file is touched
-        return RunResult()  # --keep-going, and only broken shots selected: nothing to do
+        return RunResult(broken=broken)  # only broken shots selected: nothing to do
     existing = load_manifest(path)
     _check_manifest(existing, path, board, simulate=simulate, explicit=manifest is not None)
     adopt = manifest is None  # the storyboard's own manifest, renamed along with it
@@ -454,7 +459,12 @@ async def arun(
                 retry_unknown=opts.retry_unknown,
             )
             result = await execute(
-                the_plan, store=store, client=client, options=opts, on_event=on_event
+                the_plan,
+                store=store,
+                client=client,
+                options=opts,
+                on_event=on_event,
+                broken=broken,
             )
         except BaseException:
             # The run's own error says more than a failed close (a full disk fails both).

@@ -37,7 +37,6 @@ from vidu_pipe._version import __version__
 from vidu_pipe.constants import (
     DEFAULT_BASE_URL,
     EXIT_CONFIG,
-    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_INVALID,
     EXIT_OK,
@@ -570,9 +569,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         # A duplicated id is one shot's name written twice: list (and count) it once.
         ids = list(dict.fromkeys(b.id for b in broken))
         print(f"vidu-pipe: {_count(len(ids), 'invalid shot')} not run: {', '.join(ids)}", file=out)
-        if result.exit_code in (EXIT_OK, EXIT_FAILED):
-            return EXIT_INVALID
-    return result.exit_code
+    return result.exit_code  # the result's, as its run-finished event says (2 for broken)
 
 
 def _broken_selected(storyboard: Any, args: argparse.Namespace) -> list[Any]:

@@ -287,7 +287,11 @@ class RunFinished(Event):
     skipped: int = described()
     restored: int = field(default=0, metadata={"doc": ""})
     created: int = described()
-    exit_code: int = described()
+    unknown: int = field(
+        default=0, metadata={"doc": "creates that got no answer: may be billed; counted in failed"}
+    )
+    broken: int = field(default=0, metadata={"doc": "invalid shots left out by --keep-going"})
+    exit_code: int = described("the exit code the process ends with")
 
 
 EventSink = Callable[[Event], None]

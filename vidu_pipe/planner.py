@@ -10,7 +10,9 @@ none, or ``pending``                   create    new / pending
 ``failed``                             create    failed
 ``completed``, other fingerprint       create    changed
 ``completed``, same fingerprint        skip      up to date (create: forced)
-``completed`` without a video URL      create    no video (a hand edit)
+``completed`` without a video URL      create    no video (a hand edit); but one
+                                                 whose inline video was saved
+                                                 (``--download``) is up to date
 ``unknown``, same fingerprint          hold      a create got no answer: it may be billed
                                                  (create: --retry-unknown)
 ``unknown``, other fingerprint         create    changed (the old create is abandoned)
@@ -192,7 +194,9 @@ def decide(
     if entry.status == "completed":
         if not same:
             return Step(shot, "create", "changed", entry)
-        if not entry.video_url:
+        # A video the relay sent inline (a data: URI) is never in the manifest: its saved
+        # file (the download record) is the video, and the shot is up to date.
+        if not entry.video_url and entry.download is None:
             return Step(shot, "create", "completed without a video URL", entry)
         if force:
             return Step(shot, "create", "forced", entry)

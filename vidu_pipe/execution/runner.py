@@ -39,7 +39,7 @@ import random
 import signal
 import sys
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,7 +47,13 @@ from typing import Literal
 
 import anyio
 
-from vidu_pipe.constants import EXIT_CONFIG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from vidu_pipe.constants import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_OK,
+)
 from vidu_pipe.errors import (
     AmbiguousCreateError,
     ApiError,
@@ -85,7 +91,7 @@ from vidu_pipe.execution.polling import PaceBook, Pacer, kind_of, load_pace, pac
 from vidu_pipe.execution.ratelimit import Clock, CreateGate
 from vidu_pipe.failures import failure_advice
 from vidu_pipe.fileio import AtomicFile, write_atomic
-from vidu_pipe.manifest.history import Cache, Result
+from vidu_pipe.manifest.history import Cache, Result, file_sha256
 from vidu_pipe.manifest.store import (
     Download,
     ManifestEntry,
@@ -148,7 +154,8 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a run did. ``exit_code`` follows SPEC §3."""
+    """What a run did. ``exit_code`` follows SPEC §3: it is the one source of the exit
+    code, of the process (``run``) and of the ``run-finished`` event alike."""
 
     completed: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
@@ -165,27 +172,42 @@ class RunResult:
     interrupted: bool = False
     quota_error: str | None = None
     messages: tuple[str, ...] = ()
+    #: ``--keep-going``: the selected shots that did not validate, so were not run.
+    broken: tuple[str, ...] = ()
+    #: The exit code of the error that stopped the whole run (a refused key, an
+    #: unreachable relay, a manifest that cannot be written: 3; a bug: 1). Such a run
+    #: raises that error after its ``run-finished`` event, so no caller sees this result;
+    #: the event does, and carries the exit code the process ends with.
+    fatal: int | None = None
 
     @property
     def exit_code(self) -> int:
+        """0 every selected shot completed; 1 some failed; 2 invalid shots left out
+        (``--keep-going``); 3 quota spent or a fatal configuration error; 130 interrupted."""
+        if self.fatal is not None:
+            return self.fatal
         if self.interrupted:
             return EXIT_INTERRUPTED
         if self.quota_error:
             return EXIT_CONFIG
+        if self.broken:
+            return EXIT_INVALID
         if self.failed or self.not_started or self.running:
             return EXIT_FAILED
         return EXIT_OK
 
 
+#: How one shot ended in a run. ``unknown``: its create got no answer (a failure too).
+_Outcome = Literal[
+    "completed", "failed", "unknown", "not_started", "skipped", "restored", "running"
+]
+
+
 @dataclass
 class _Tally:
-    completed: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    not_started: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    restored: list[str] = field(default_factory=list)
-    running: list[str] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)
+    #: Each shot that ended, and how; RunResult's tuples derive from it. A later outcome
+    #: replaces an earlier one (a completed shot whose download failed is failed).
+    outcome: dict[str, _Outcome] = field(default_factory=dict)
     tasks: set[str] = field(default_factory=set)  # shots with a task created or resumed
     created: int = 0
     resumed: int = 0
@@ -199,8 +221,10 @@ class _Run:
         client: ViduClient,
         options: RunOptions,
         emit: EventSink,
+        broken: tuple[str, ...] = (),
     ) -> None:
         self.plan = plan
+        self.broken = broken
         self.store = store
         self.client = client
         self.options = options
@@ -224,8 +248,8 @@ class _Run:
         self.shots_scope: anyio.CancelScope | None = None
         self.messages: list[str] = []
         self.pace_file = pace_path(plan.storyboard.path)
-        history = load_pace(self.pace_file, client.base_url) if options.learn_pace else {}
-        self.pacer = Pacer(PaceBook(history), self.clock)
+        #: The pace learned in earlier runs is read in :meth:`execute` (off the event loop).
+        self.pacer = Pacer(PaceBook({}), self.clock)
         #: Creates again after a failure the relay called transient, per shot.
         self.recreated: dict[str, int] = {}
         #: Task ids the relay gave that could not be recorded (a full disk): shot -> id.
@@ -236,10 +260,24 @@ class _Run:
     def emit(self, event: Event) -> None:
         self.emit_event(event)
 
+    async def _write(self, shot: Shot, entry: ManifestEntry, *, durable: bool = True) -> None:
+        """Record the shot's entry in a worker thread: an ``fsync``, or a compaction of the
+        whole manifest, must not stall every other shot's polling. Shielded, so that what
+        is on disk and this run's tally never disagree (a Ctrl-C during the write would
+        otherwise leave a completed entry counted as still running). The write-ahead mark
+        (``announce`` in :meth:`_create`) is the one write that stays on the event loop."""
+        with anyio.CancelScope(shield=True):
+            await self.store.record(shot.id, entry, durable=durable)
+
     # --- the run as a whole ---------------------------------------------------
 
     async def execute(self) -> RunResult:
         steps = self.plan.steps
+        if self.options.learn_pace:
+            history = await anyio.to_thread.run_sync(
+                load_pace, self.pace_file, self.client.base_url
+            )
+            self.pacer = Pacer(PaceBook(history), self.clock)
         self.emit(
             RunStarted(
                 storyboard=str(self.plan.storyboard.path),
@@ -278,19 +316,27 @@ class _Run:
         def ordered_ids(ids: list[str]) -> tuple[str, ...]:
             return tuple(sorted(ids, key=lambda shot_id: position.get(shot_id, len(position))))
 
+        if self.fatal is None and self.disk_error is not None:
+            self.fatal = self.disk_error
+
+        def ended(*how: _Outcome) -> tuple[str, ...]:
+            return ordered_ids([s for s, o in self.tally.outcome.items() if o in how])
+
         result = RunResult(
-            completed=ordered_ids(self.tally.completed),
-            failed=ordered_ids(self.tally.failed),
-            not_started=ordered_ids(self.tally.not_started),
-            skipped=ordered_ids(self.tally.skipped),
-            restored=ordered_ids(self.tally.restored),
-            running=ordered_ids(self.tally.running),
-            unknown=ordered_ids(self.tally.unknown),
+            completed=ended("completed"),
+            failed=ended("failed", "unknown"),
+            not_started=ended("not_started"),
+            skipped=ended("skipped"),
+            restored=ended("restored"),
+            running=ended("running"),
+            unknown=ended("unknown"),
             created=self.tally.created,
             resumed=self.tally.resumed,
             interrupted=self.interrupted,
             quota_error=self.quota_error,
             messages=tuple(self.messages),
+            broken=self.broken,
+            fatal=self.fatal.exit_code if self.fatal is not None else None,
         )
         self.emit(
             RunFinished(
@@ -301,19 +347,17 @@ class _Run:
                 skipped=len(result.skipped),
                 restored=len(result.restored),
                 created=result.created,
-                exit_code=EXIT_CONFIG
-                if self.fatal is not None or self.disk_error is not None
-                else result.exit_code,
+                unknown=len(result.unknown),
+                broken=len(result.broken),
+                exit_code=result.exit_code,
             )
         )
         if self.unknown_ids:
             self._report_unrecorded()
-        if self.fatal is None and self.disk_error is not None:
-            self.fatal = self.disk_error
         if self.fatal is not None:
             raise self.fatal
-        if self.tally.unknown:
-            self.messages.append(unknown_summary(self.tally.unknown))
+        if result.unknown:
+            self.messages.append(unknown_summary(list(result.unknown)))
             result = replace(result, messages=tuple(self.messages))
         return result
 
@@ -370,14 +414,13 @@ class _Run:
         try:
             if step.action == "hold":
                 assert step.entry is not None
-                self.tally.unknown.append(shot.id)
-                self.tally.failed.append(shot.id)
+                self.tally.outcome[shot.id] = "unknown"
                 self.emit(Failed(shot=shot.id, task_id=None, error=unknown_note(step.entry)))
                 return
             if step.action == "skip":
                 if step.adopted_from is not None and step.entry is not None:
-                    self.store.set(shot.id, step.entry, durable=False)
-                self.tally.skipped.append(shot.id)
+                    await self._write(shot, step.entry, durable=False)
+                self.tally.outcome[shot.id] = "skipped"
                 self.emit(Skipped(shot=shot.id, reason=step.reason))
                 if self.options.download_dir is not None and step.entry is not None:
                     await self._ensure_download(shot, step.entry)
@@ -394,8 +437,8 @@ class _Run:
                     await self._download(shot, url)
         except ManifestError as exc:  # a full disk: this shot stops, the others poll on
             self._disk_full(exc)
-            if shot.id not in self._settled():
-                self.tally.failed.append(shot.id)
+            if shot.id not in self.tally.outcome:
+                self.tally.outcome[shot.id] = "failed"
                 self.emit(Failed(shot=shot.id, task_id=None, error=str(exc)))
         except ViduPipeError as exc:  # a refused key, an unreachable relay
             self._stop_all(exc)
@@ -405,17 +448,13 @@ class _Run:
                 ViduPipeError(f"internal error on shot {shot.id}: {type(exc).__name__}: {exc}")
             )
         except anyio.get_cancelled_exc_class():
-            if shot.id not in self._settled():
+            if shot.id not in self.tally.outcome:
                 # A task that exists keeps running at the relay; the next run resumes it.
                 if shot.id in self.tally.tasks:
-                    self.tally.running.append(shot.id)
+                    self.tally.outcome[shot.id] = "running"
                 else:
                     self._not_started(shot, self.stop_reason)
             raise
-
-    def _settled(self) -> set[str]:
-        t = self.tally
-        return {*t.completed, *t.failed, *t.not_started, *t.skipped, *t.restored, *t.running}
 
     async def _task(self, step: Step) -> str | None:
         """Create (or resume) the shot's task and wait for it; returns the video URL."""
@@ -477,12 +516,12 @@ class _Run:
         await self.clock.sleep(delay)
 
     def _not_started(self, shot: Shot, reason: str) -> None:
-        self.tally.not_started.append(shot.id)
+        self.tally.outcome[shot.id] = "not_started"
         self.emit(NotStarted(shot=shot.id, reason=reason))
 
-    def _fail(self, shot: Shot, entry: ManifestEntry, error: str) -> None:
-        self.store.set(shot.id, entry.replace(status="failed", error=error, progress=None))
-        self.tally.failed.append(shot.id)
+    async def _fail(self, shot: Shot, entry: ManifestEntry, error: str) -> None:
+        await self._write(shot, entry.replace(status="failed", error=error, progress=None))
+        self.tally.outcome[shot.id] = "failed"
         self.emit(Failed(shot=shot.id, task_id=entry.task_id, error=error))
         advice = failure_advice(error)
         if advice is not None:
@@ -583,8 +622,7 @@ class _Run:
                 )
                 with anyio.CancelScope(shield=True):
                     await self.store.record(shot.id, announced.replace(error=error))
-                self.tally.unknown.append(shot.id)
-                self.tally.failed.append(shot.id)
+                self.tally.outcome[shot.id] = "unknown"
                 self.emit(Failed(shot=shot.id, task_id=None, error=error))
                 return None
             except ApiError as exc:
@@ -613,7 +651,7 @@ class _Run:
                         await self._back_off(shot, "create", attempt, exc, policy)
                     continue
                 self.creates_reserved -= 1
-                self._fail(shot, base, exc.message)
+                await self._fail(shot, base, exc.message)
                 return None
             except Exception:
                 # A refused key (401), or a body that could not be encoded: nothing was sent
@@ -663,7 +701,7 @@ class _Run:
                 if exc.code == NO_VIDEO_URL:
                     no_url += 1
                     if no_url >= _NO_URL_ASKS or last_chance:
-                        self._left_submitted(
+                        await self._left_submitted(
                             shot,
                             entry,
                             f"{exc.message}; asked {no_url} times; the task keeps its id and "
@@ -672,7 +710,7 @@ class _Run:
                         return None
                 transient = retry.query_may_retry(exc)
                 if last_chance and transient:
-                    self._gave_up(shot, entry)
+                    await self._gave_up(shot, entry)
                     return None
                 if transient:
                     failures += 1
@@ -686,11 +724,11 @@ class _Run:
                     continue
                 error = f"querying task {entry.task_id} failed: {exc.message}"
                 if exc.code == "task_not_exist":
-                    self._fail(shot, entry, error)  # gone at the relay: the next run creates
+                    await self._fail(shot, entry, error)  # gone at the relay: the next run creates
                 else:
                     # The task was paid for and may well finish: keep it submitted, so the
                     # next run asks again instead of paying for another.
-                    self._left_submitted(shot, entry, error + "; the next run asks again")
+                    await self._left_submitted(shot, entry, error + "; the next run asks again")
                 return None
             failures = 0
             self.reached = True
@@ -700,29 +738,29 @@ class _Run:
                 if state.video_url is not None and is_data_uri(state.video_url):
                     await self._inline_video(shot, entry, state, now - start)
                     return None
-                return self._completed(shot, entry, state, now - start)
+                return await self._completed(shot, entry, state, now - start)
             if state.status == "failed":
                 error = state.error or "the task failed (no reason given)"
                 if retry.may_recreate(error, self.recreated.get(shot.id, 0)):
                     self.recreated[shot.id] = self.recreated.get(shot.id, 0) + 1
-                    self.store.set(
-                        shot.id, entry.replace(status="failed", error=error, progress=None)
+                    await self._write(
+                        shot, entry.replace(status="failed", error=error, progress=None)
                     )
                     self._retried(
                         shot, "create", self.recreated[shot.id], ApiError(error), delay=0.0
                     )
                     return _AGAIN
-                self._fail(shot, entry, error)
+                await self._fail(shot, entry, error)
                 return None
             if last_chance:
-                self._gave_up(shot, entry)
+                await self._gave_up(shot, entry)
                 return None
             schedule.observe(now, state.status, state.progress)
             self.pacer.not_done(kind, schedule, now)
             if (state.status, state.progress) != last:
                 last = (state.status, state.progress)
                 entry = entry.replace(progress=state.progress)
-                self.store.set(shot.id, entry, durable=False)
+                await self._write(shot, entry, durable=False)
                 self.emit(
                     Progress(
                         shot=shot.id,
@@ -740,7 +778,7 @@ class _Run:
         written into the manifest (it would hold the whole video)."""
         assert state.video_url is not None
         if self.options.download_dir is None:
-            self._left_submitted(
+            await self._left_submitted(
                 shot,
                 entry,
                 "the relay sent the video inline (a data: URI), which is not kept in the "
@@ -751,7 +789,9 @@ class _Run:
         try:
             size, sha256 = await anyio.to_thread.run_sync(_save_data_uri, state.video_url, dest)
         except (ValueError, OSError) as exc:
-            self._left_submitted(shot, entry, f"cannot save the inline video to {dest}: {exc}")
+            await self._left_submitted(
+                shot, entry, f"cannot save the inline video to {dest}: {exc}"
+            )
             return
         record = Download(path=_relative(dest, self.store.path.parent), size=size, sha256=sha256)
         done = entry.replace(
@@ -762,8 +802,8 @@ class _Run:
             finished_at=utc_now(),
             download=record,
         )
-        self.store.set(shot.id, done, durable=True)
-        self.tally.completed.append(shot.id)
+        await self._write(shot, done)
+        self.tally.outcome[shot.id] = "completed"
         assert entry.task_id is not None
         # The video's only home is the file: say where it is (never the data: URI itself).
         self.emit(
@@ -775,22 +815,26 @@ class _Run:
             )
         )
         self.emit(Downloaded(shot=shot.id, path=str(dest), size=size, sha256=sha256))
+        # Kept in the cache too: no URL can ever fetch it again (a deleted file, a revert).
+        await self._cache_file(shot, done, dest, sha256)
 
-    def _gave_up(self, shot: Shot, entry: ManifestEntry) -> None:
-        self._left_submitted(
+    async def _gave_up(self, shot: Shot, entry: ManifestEntry) -> None:
+        await self._left_submitted(
             shot,
             entry,
             f"gave up waiting after {self.options.timeout:g} s; the task is still "
             "submitted and the next run resumes it",
         )
 
-    def _left_submitted(self, shot: Shot, entry: ManifestEntry, error: str) -> None:
+    async def _left_submitted(self, shot: Shot, entry: ManifestEntry, error: str) -> None:
         """This run stops waiting for the shot, but its task stays on record (submitted)."""
-        self.store.set(shot.id, entry.replace(error=error))
-        self.tally.failed.append(shot.id)
+        await self._write(shot, entry.replace(error=error))
+        self.tally.outcome[shot.id] = "failed"
         self.emit(Failed(shot=shot.id, task_id=entry.task_id, error=error))
 
-    def _completed(self, shot: Shot, entry: ManifestEntry, state: TaskState, took: float) -> str:
+    async def _completed(
+        self, shot: Shot, entry: ManifestEntry, state: TaskState, took: float
+    ) -> str:
         assert state.video_url is not None and entry.task_id is not None
         done = entry.replace(
             status="completed",
@@ -800,8 +844,8 @@ class _Run:
             finished_at=utc_now(),
             download=None,
         )
-        self.store.set(shot.id, done, durable=True)
-        self.tally.completed.append(shot.id)
+        await self._write(shot, done)
+        self.tally.outcome[shot.id] = "completed"
         self.emit(
             Completed(
                 shot=shot.id,
@@ -829,8 +873,8 @@ class _Run:
             attempts=step.entry.attempts if step.entry is not None else 0,
             finished_at=result.finished_at,
         )
-        self.store.set(shot.id, entry, durable=True)
-        self.tally.restored.append(shot.id)
+        await self._write(shot, entry)
+        self.tally.outcome[shot.id] = "restored"
         self.emit(
             Restored(
                 shot=shot.id,
@@ -844,7 +888,9 @@ class _Run:
         if self.options.download_dir is None:
             return
         cache = self.options.cache
-        cached = cache.video_of(result) if cache is not None else None
+        cached = (
+            await anyio.to_thread.run_sync(cache.video_of, result) if cache is not None else None
+        )
         if cached is not None:
             await self._copy_download(shot, cached)
         elif result.video_url:
@@ -870,7 +916,9 @@ class _Run:
                 made, lambda: _make_placeholder(cache, make, shot, made)
             )
         await self._remember(shot, result)
-        return self.options.cache.video_of(result) if make is not None else None
+        if make is None:
+            return None
+        return await anyio.to_thread.run_sync(self.options.cache.video_of, result)
 
     async def _remember(self, shot: Shot, result: Result) -> None:
         cache = self.options.cache
@@ -901,13 +949,7 @@ class _Run:
         except OSError as exc:
             self._download_failed(shot, f"cannot save {dest}: {exc.strerror or exc}")
             return
-        entry = self.store.get(shot.id)
-        if entry is not None:
-            record = Download(
-                path=_relative(dest, self.store.path.parent), size=size, sha256=sha256
-            )
-            self.store.set(shot.id, entry.replace(download=record))
-        self.emit(Downloaded(shot=shot.id, path=str(dest), size=size, sha256=sha256))
+        await self._record_download(shot, dest, size, sha256)
 
     # --- downloads ------------------------------------------------------------
 
@@ -926,6 +968,27 @@ class _Run:
             return
         if entry.video_url:
             await self._download(shot, entry.video_url)
+            return
+        if entry.download is None:
+            return
+        # A video that came inline has no URL: the cache's copy, if it is there, is all.
+        saved = entry.download
+        cache = self.options.cache
+        cached = (
+            await anyio.to_thread.run_sync(
+                cache.video_of, Result("", "", video=saved.sha256, size=saved.size)
+            )
+            if cache is not None
+            else None
+        )
+        if cached is not None:
+            await self._copy_download(shot, cached)
+        else:
+            self._download_failed(
+                shot,
+                f"{dest} is missing or changed, and its video came inline (no URL to fetch "
+                f"it from, none in the cache): `--force --only {shot.id}` makes it again",
+            )
 
     async def _download(self, shot: Shot, url: str) -> None:
         dest = self._destination(shot)
@@ -957,39 +1020,45 @@ class _Run:
         except OSError as exc:
             self._download_failed(shot, f"cannot save {dest}: {exc.strerror or exc}")
             return
+        entry = await self._record_download(shot, dest, size, sha256)
+        if entry is not None:
+            await self._cache_file(shot, entry, dest, sha256)
+
+    async def _record_download(
+        self, shot: Shot, dest: Path, size: int, sha256: str
+    ) -> ManifestEntry | None:
+        """The saved file into the shot's entry (returned), and its ``downloaded`` event."""
         entry = self.store.get(shot.id)
         if entry is not None:
-            record = Download(
-                path=_relative(dest, self.store.path.parent), size=size, sha256=sha256
-            )
-            self.store.set(shot.id, entry.replace(download=record))
+            where = _relative(dest, self.store.path.parent)
+            entry = entry.replace(download=Download(path=where, size=size, sha256=sha256))
+            await self._write(shot, entry)
         self.emit(Downloaded(shot=shot.id, path=str(dest), size=size, sha256=sha256))
+        return entry
+
+    async def _cache_file(self, shot: Shot, entry: ManifestEntry, dest: Path, sha256: str) -> None:
+        """The saved file goes into the cache too (a hard link: no second copy on disk),
+        so that a revert restores it long after its URL expired."""
         cache = self.options.cache
-        if cache is not None and entry is not None and entry.fingerprint == shot.fingerprint:
-            # The file goes into the cache too (a hard link: no second copy on disk), so
-            # that a revert restores it long after its URL expired.
-            kept = await self._cache_call(
-                Result("", ""), lambda: cache.add_video(dest, sha256=sha256)
+        if cache is None or entry.fingerprint != shot.fingerprint:
+            return
+        kept = await self._cache_call(Result("", ""), lambda: cache.add_video(dest, sha256=sha256))
+        if kept.video:
+            result = Result(
+                fingerprint=shot.fingerprint,
+                base_url=self.client.base_url,
+                task_id=entry.task_id,
+                video_url=entry.video_url,
+                finished_at=entry.finished_at,
+                video=kept.video,
+                size=kept.size,
             )
-            if kept.video:
-                result = Result(
-                    fingerprint=shot.fingerprint,
-                    base_url=self.client.base_url,
-                    task_id=entry.task_id,
-                    video_url=entry.video_url,
-                    finished_at=entry.finished_at,
-                    video=kept.video,
-                    size=kept.size,
-                )
-                await self._remember(shot, result)
+            await self._remember(shot, result)
 
     def _download_failed(self, shot: Shot, error: str) -> None:
         """The task is done and recorded; only its file is missing: the run fails (exit 1)."""
         self.emit(Failed(shot=shot.id, task_id=None, error=error))
-        for done in (self.tally.completed, self.tally.skipped):
-            if shot.id in done:
-                done.remove(shot.id)
-        self.tally.failed.append(shot.id)
+        self.tally.outcome[shot.id] = "failed"
 
 
 def _age(stamp: str | None) -> float:
@@ -1020,29 +1089,24 @@ def _save_data_uri(uri: str, dest: Path) -> tuple[int, str]:
 
 def _file_matches(path: Path, size: int, sha256: str) -> bool:
     try:
-        if path.stat().st_size != size:
-            return False
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest() == sha256
+        return path.stat().st_size == size and file_sha256(path) == (sha256, size)
     except OSError:
         return False
 
 
 def _copy_file(source: Path, dest: Path) -> tuple[int, str]:
-    import shutil
-
-    from vidu_pipe.manifest.history import file_sha256
-
+    """Copy ``source`` to ``dest`` atomically, hashing while copying; (size, sha256)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
     # fileio: an unpredictable temporary name, never through a link planted at dest.
     with AtomicFile(dest) as out, source.open("rb") as src:
-        shutil.copyfileobj(src, out.file)
+        for block in iter(lambda: src.read(1 << 20), b""):
+            digest.update(block)
+            out.file.write(block)
+            size += len(block)
         out.commit()
-    sha256, size = file_sha256(dest)
-    return size, sha256
+    return size, digest.hexdigest()
 
 
 def _make_placeholder(
@@ -1072,9 +1136,13 @@ async def execute(
     client: ViduClient,
     options: RunOptions,
     on_event: EventSink | None = None,
+    broken: Sequence[str] = (),
 ) -> RunResult:
     """Run ``plan`` against ``client``, recording every state change in ``store``.
 
-    Raises AuthError when the relay refuses the key (after recording what it knows).
+    ``broken``: the selected shots that did not validate (``--keep-going``), named in the
+    result (exit 2). Raises the error that stopped the whole run (a refused key: AuthError;
+    a manifest that cannot be written: ManifestError) after recording what it knows.
     """
-    return await _Run(plan, store, client, options, on_event or (lambda _e: None)).execute()
+    sink = on_event or (lambda _e: None)
+    return await _Run(plan, store, client, options, sink, tuple(broken)).execute()

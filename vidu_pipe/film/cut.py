@@ -148,6 +148,12 @@ def _why_not(
         return "its task is still running (run again to finish it)"
     if simulated:
         return "a simulated result whose placeholder clip is not in the cache (run --simulate)"
+    if entry.download is not None and not entry.video_url:
+        return (
+            f"its video came inline (no URL) and neither its saved file "
+            f"{entry.download.path} nor the cache holds it: `vidu-pipe run FILE --force "
+            f"--only {shot.id}` makes it again"
+        )
     return (
         f"its video URL expired (the task finished {_age(entry.finished_at, now)}) and it was "
         f"never downloaded: `vidu-pipe run FILE --force --only {shot.id}` makes it again"
