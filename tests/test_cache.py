@@ -21,8 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
+import vidu_pipe
 from vidu_pipe.cli import main
 from vidu_pipe.manifest.history import Cache
+from vidu_pipe.manifest.lock import RunLock, canonical_manifest_path
 from vidu_pipe.manifest.store import load_manifest
 from vidu_pipe.simulator import Simulator, SimulatorConfig, running_server
 from vidu_pipe.storyboard.schemas import MODELS
@@ -298,3 +300,58 @@ def test_a_simulated_result_never_replaces_or_lends_its_clip_to_a_real_one(tmp_p
     cache.remember(Result(fp, SIMULATOR_BASE_URL, task_id="sim2", video=kept.video))
     found = cache.get(fp)
     assert found is not None and found.task_id == "real" and not found.simulated
+
+
+def test_the_cache_writes_nothing_through_links_planted_at_guessable_temporary_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    board = write_board(tmp_path, {"a": "one"})
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me", encoding="utf-8")
+    digest = vidu_pipe.load(board).shot("a").fingerprint.partition(":")[2]
+    results = tmp_path / ".vidu-pipe" / "results"
+    videos = tmp_path / ".vidu-pipe" / "videos"
+    results.mkdir(parents=True)
+    videos.mkdir()
+    # The old names: .HEX.json.PID.tmp (a record) and .ID.PID.tmp.mp4 (a placeholder clip).
+    (results / f".{digest}.json.{os.getpid()}.tmp").symlink_to(victim)
+    (videos / f".a.{os.getpid()}.tmp.mp4").symlink_to(victim)
+    assert run_json(capsys, board, "--simulate")[0] == 0
+    assert victim.read_text(encoding="utf-8") == "keep me"
+    record = results / f"{digest}.json"
+    assert not record.is_symlink() and json.loads(record.read_text())["shot"] == "a"
+    assert Cache.beside(board).video_for(f"sha256:{digest}") is not None
+
+
+def test_a_link_planted_at_a_cache_record_is_refused_not_followed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    board = write_board(tmp_path, {"a": "one"})
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me", encoding="utf-8")
+    digest = vidu_pipe.load(board).shot("a").fingerprint.partition(":")[2]
+    results = tmp_path / ".vidu-pipe" / "results"
+    results.mkdir(parents=True)
+    (results / f"{digest}.json").symlink_to(victim)
+    run_json(capsys, board, "--simulate")
+    assert (results / f"{digest}.json").is_symlink()
+    assert victim.read_text(encoding="utf-8") == "keep me"
+
+
+def test_prune_refuses_while_a_run_holds_the_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    board = write_board(tmp_path, {"a": "one", "b": "two"})
+    assert run_json(capsys, board, "--simulate")[0] == 0
+    write_board(tmp_path, {"a": "uno", "b": "two"})  # a's first result is now unneeded
+    videos = tmp_path / ".vidu-pipe" / "videos"
+    before = sorted(videos.iterdir())
+    held = RunLock.acquire(canonical_manifest_path(tmp_path / "film.manifest.json"))
+    try:
+        assert main(["prune", str(board)]) == 3
+        assert "in use by another run" in capsys.readouterr().err
+        assert sorted(videos.iterdir()) == before
+    finally:
+        held.release()
+    assert main(["prune", str(board)]) == 0
+    assert "1 cached result, 1 video file" in capsys.readouterr().out

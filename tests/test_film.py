@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -230,3 +231,25 @@ def test_videos_not_downloaded_are_fetched_into_the_cache_first(
     assert sum(sim.stats().downloads.values()) == 3
     manifest = load_manifest(tmp_path / "film.manifest.json")
     assert manifest is not None and json.dumps(manifest.to_json()).count("download") == 0
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "otio"])
+def test_cut_writes_nothing_through_a_link_at_its_output_or_a_guessable_temporary_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    board = write_board(tmp_path, THREE)
+    simulate(board)
+    capsys.readouterr()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me", encoding="utf-8")
+    film = tmp_path / f"film.{fmt}"
+    # The old temporary name (.STEM.PID.tmp.SUFFIX), opened by PyAV/OTIO for writing.
+    (tmp_path / f".{film.stem}.{os.getpid()}.tmp{film.suffix}").symlink_to(victim)
+    assert main(["cut", str(board), "-o", str(film), "--format", fmt]) == 0
+    assert victim.read_text(encoding="utf-8") == "keep me" and film.stat().st_size > 0
+    film.unlink()
+    film.symlink_to(victim)
+    assert main(["cut", str(board), "-o", str(film), "--format", fmt]) == 3
+    assert "symbolic link" in capsys.readouterr().err
+    assert film.is_symlink() and victim.read_text(encoding="utf-8") == "keep me"
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name and not p.is_symlink()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,16 @@ def test_an_invalid_storyboard_is_not_edited(
     assert main(["pick", str(board), "closeup.take2"]) == 2
     assert "shot 'later'" in capsys.readouterr().err
     assert board.read_text() == broken
+
+
+def test_pick_writes_no_file_through_a_link_planted_at_a_guessable_temporary_name(
+    board: Path, tmp_path: Path
+) -> None:
+    # The old temporary name was .NAME.PID.tmp: a link planted there was written through.
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me", encoding="utf-8")
+    (tmp_path / f".{board.name}.{os.getpid()}.tmp").symlink_to(victim)
+    assert main(["pick", str(board), "closeup.take2"]) == 0
+    assert victim.read_text(encoding="utf-8") == "keep me"
+    assert not board.is_symlink()
+    assert chosen(board) == ["opening", "closeup.take2", "flow.take1", "later"]

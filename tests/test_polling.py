@@ -396,3 +396,14 @@ def test_the_pace_file_is_never_written_through_a_link(tmp_path: Path) -> None:
     assert load_pace(path, "https://relay") == {}
     save_pace(path, "https://relay", {"k": (10.0, 0.0, 1)})
     assert precious.read_text() == "keep me"
+
+
+def test_a_link_planted_at_the_pace_file_is_left_a_link(tmp_path: Path) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    path = pace_path(tmp_path / "board.yaml")
+    path.parent.mkdir()
+    path.symlink_to(precious)
+    save_pace(path, "https://relay", {"k": (10.0, 0.0, 1)})
+    # Refused, not replaced: whoever planted it meant something by it (SPEC §5).
+    assert path.is_symlink() and precious.read_text() == "keep me"

@@ -610,6 +610,7 @@ def prune(
     A result that another storyboard of the same folder also made is kept for that one.
     The manifest is rewritten under its lock; ``dry_run`` changes nothing.
     """
+    from vidu_pipe.manifest.lock import RunLock, canonical_manifest_path
     from vidu_pipe.manifest.store import ManifestStore
 
     board = _storyboard(storyboard)
@@ -618,7 +619,11 @@ def prune(
     _check_manifest(found, path, board, simulate=False, explicit=manifest is not None)
     ids = set(board.ids)
     orphans = [s for s in (found.entries if found is not None else {}) if s not in ids]
-    if orphans and not dry_run and found is not None:
+    cache = _cache(board, cache_dir)
+    needed = {s.fingerprint for s in board.shots}
+    if dry_run:
+        results, files = cache.prune(board.path.name, needed, dry_run=True)
+    elif orphans and found is not None:
         with ManifestStore.open(
             path,
             storyboard=board.path.name,
@@ -627,9 +632,16 @@ def prune(
             adopt=manifest is None,
         ) as store:
             store.remove(orphans)
-    results, files = _cache(board, cache_dir).prune(
-        board.path.name, {s.fingerprint for s in board.shots}, dry_run=dry_run
-    )
+            results, files = cache.prune(board.path.name, needed)
+    else:
+        # Under the manifest's lock all the same: a run adds a video to the cache a moment
+        # before it records the result that names it, and a prune in between would delete
+        # it. A running run makes this refuse (ConfigError, exit 3), as a second run would.
+        lock = RunLock.acquire(canonical_manifest_path(path))
+        try:
+            results, files = cache.prune(board.path.name, needed)
+        finally:
+            lock.release()
     return PruneResult(tuple(orphans), tuple(r.fingerprint for r in results), tuple(files), dry_run)
 
 

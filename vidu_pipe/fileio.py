@@ -31,7 +31,9 @@ __all__ = [
     "LinkError",
     "fsync_dir",
     "open_in_place",
+    "place",
     "refuse_link",
+    "temp_path_beside",
     "write_all",
     "write_atomic",
 ]
@@ -183,3 +185,27 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     with AtomicFile(path) as out:
         out.file.write(data)
         out.commit()
+
+
+def temp_path_beside(path: str | os.PathLike[str]) -> Path:
+    """A new, empty file beside ``path`` for a writer that opens files by name (PyAV,
+    OpenTimelineIO), to be :func:`place`-d over ``path`` or removed by the caller.
+
+    Its name is unpredictable and it is created ``O_EXCL`` without following links
+    (``tempfile.mkstemp``), so nothing planted in the folder beforehand is written
+    through. It keeps the suffix of ``path`` (writers pick the format by it).
+    """
+    target = Path(path)
+    fd, temp = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}"
+    )
+    os.close(fd)
+    return Path(temp)
+
+
+def place(temp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Rename the finished file ``temp`` over ``path`` and ``fsync`` the folder; a symlink
+    at ``path`` is refused (:class:`LinkError`), not replaced."""
+    refuse_link(path)
+    os.replace(temp, path)
+    fsync_dir(Path(path).parent)

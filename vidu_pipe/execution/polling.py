@@ -38,9 +38,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import statistics
-import tempfile
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,6 +48,7 @@ from typing import Any, Final, Literal
 import anyio
 
 from vidu_pipe.execution.ratelimit import Clock
+from vidu_pipe.fileio import write_atomic
 
 __all__ = [
     "BUDGET",
@@ -533,8 +532,8 @@ def load_pace(path: Path, base_url: str) -> dict[str, tuple[float, float, int]]:
 
 
 def save_pace(path: Path, base_url: str, learned: Mapping[str, tuple[float, float, int]]) -> None:
-    """Merge ``learned`` into ``path`` for ``base_url``, atomically (a temporary file in the
-    same folder, fsynced, renamed over it). A failure to write is ignored: it is a hint."""
+    """Merge ``learned`` into ``path`` for ``base_url``, atomically (:func:`write_atomic`).
+    A failure to write is ignored: it is a hint."""
     if not learned:
         return
     try:
@@ -558,17 +557,9 @@ def save_pace(path: Path, base_url: str, learned: Mapping[str, tuple[float, floa
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.parent.is_symlink():
             return
-        fd, temp = tempfile.mkstemp(prefix=".pace.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
+        # fileio: unpredictable temporary name, fsync, and a link planted at pace.json is
+        # refused (LinkError is an OSError: the hint is then simply not saved).
+        write_atomic(path, text.encode("utf-8"))
 
 
 # --- a run's tasks, polled together ----------------------------------------------------------

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,6 +31,7 @@ import httpx
 
 from vidu_pipe.constants import EXIT_FAILED, SIMULATOR_BASE_URL, VIDEO_URL_LIFETIME
 from vidu_pipe.errors import ApiError, UsageError, ViduPipeError
+from vidu_pipe.fileio import place, refuse_link, temp_path_beside
 from vidu_pipe.manifest.history import Cache, Result
 from vidu_pipe.manifest.store import Manifest, ManifestEntry
 from vidu_pipe.planner import select
@@ -231,12 +231,15 @@ def _write(fmt: CutFormat, board: Storyboard, videos: Sequence[Video], output: P
     assert all(p is not None for p in paths)
     files = [p for p in paths if p is not None]
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.stem}.{os.getpid()}.tmp{output.suffix}")
+    # fileio: an unpredictable name made O_EXCL (PyAV and OTIO open it by name), and the
+    # rename refuses a link planted at the output.
+    refuse_link(output)
+    tmp = temp_path_beside(output)
     ids = tuple(v.shot.id for v in videos)
     try:
         if fmt == "mp4":
             joined = join.join(files, tmp)
-            os.replace(tmp, output)
+            place(tmp, output)
             names = {str(p): f"shot '{v.shot.id}'" for v, p in zip(videos, files, strict=True)}
             reasons = [_named(reason, names) for reason in joined.reasons]
             return CutResult(
@@ -267,7 +270,7 @@ def _write(fmt: CutFormat, board: Storyboard, videos: Sequence[Video], output: P
         ]
         built = timeline.build_timeline(shots, name=board.name, infos=infos)
         timeline.write_timeline(built, tmp, fmt)
-        os.replace(tmp, output)
+        place(tmp, output)
         return CutResult(
             output,
             fmt,

@@ -11,13 +11,12 @@ is written (atomically); anything unexpected changes nothing.
 from __future__ import annotations
 
 import difflib
-import os
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from vidu_pipe.errors import UsageError
+from vidu_pipe.fileio import write_atomic
 from vidu_pipe.storyboard.build import build_storyboard, load
 from vidu_pipe.storyboard.loader import load_document, parse_yaml
 
@@ -127,10 +126,5 @@ def pick(path: Path | str, take_id: str, *, dry_run: bool = False) -> Picked:
 
 
 def _replace(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # fileio: an unpredictable temporary name, the file's mode kept, never through a link.
+    write_atomic(path, data)

@@ -26,8 +26,11 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import stat
+import threading
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -36,6 +39,7 @@ from typing import Any, Final, Literal
 
 from vidu_pipe.constants import SIMULATOR_BASE_URL, VIDEO_URL_LIFETIME
 from vidu_pipe.errors import ConfigError
+from vidu_pipe.fileio import AtomicFile, place, refuse_link, temp_path_beside, write_atomic
 from vidu_pipe.manifest.store import ManifestEntry
 from vidu_pipe.timestamps import parse_time
 
@@ -53,6 +57,10 @@ __all__ = [
 CACHE_DIR: Final = ".vidu-pipe"
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
+_LOCK_NAME: Final = "results.lock"
+#: Seconds to wait for another process's record write (each takes milliseconds).
+_LOCK_WAIT: Final = 30.0
+_THREADS = threading.Lock()
 
 
 def file_sha256(path: Path) -> tuple[str, int]:
@@ -283,18 +291,37 @@ class Cache:
                 )
         return folder
 
+    @contextlib.contextmanager
+    def _records_locked(self) -> Iterator[None]:
+        """Hold the cache's record lock (``results.lock``): a read-merge-write of a record,
+        or a prune, by two runs or two threads at once would lose one side's fields."""
+        self._folder(self.root)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "only soft file lock is available"
+            import filelock
+
+        # flock is per open file, not per thread: threads of one run queue on _THREADS.
+        with (
+            _THREADS,
+            filelock.FileLock(
+                self.root / _LOCK_NAME, timeout=_LOCK_WAIT, mode=0o644, thread_local=False
+            ),
+        ):
+            yield
+
     def remember(self, result: Result) -> Result:
         """Record ``result`` (merged over what is known of its fingerprint); returns it."""
         path = self._record_path(result.fingerprint)
         if path is None:
             return result
-        previous = self.get(result.fingerprint)
-        merged = previous.merged(result) if previous is not None else result
-        if merged == previous:
-            return merged  # nothing new: no write (every run offers the manifest's entries)
-        self._folder(self.results_dir)
-        text = json.dumps(merged.to_json(), indent=2, ensure_ascii=False) + "\n"
-        _atomic_write(path, text.encode("utf-8"))
+        with self._records_locked():
+            previous = self.get(result.fingerprint)
+            merged = previous.merged(result) if previous is not None else result
+            if merged == previous:
+                return merged  # nothing new: no write (every run offers the manifest's entries)
+            self._folder(self.results_dir)
+            text = json.dumps(merged.to_json(), indent=2, ensure_ascii=False) + "\n"
+            write_atomic(path, text.encode("utf-8"))
         return merged
 
     def add_video(self, source: Path, *, sha256: str | None = None, move: bool = False) -> Result:
@@ -307,30 +334,37 @@ class Cache:
         digest, size = file_sha256(source) if sha256 is None else (sha256, source.stat().st_size)
         self._folder(self.videos_dir)
         target = self.video_path(digest)
+        # Never through a link planted at the target or at a guessable temporary name.
+        refuse_link(target)
         if target.exists() and target.stat().st_size == size:
             if move:
                 source.unlink()
             return Result("", "", video=digest, size=size)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        if move:
+            place(source, target)
+            return Result("", "", video=digest, size=size)
+        # A hard link under an unpredictable name (os.link never follows a link at its
+        # destination and fails if the name exists), else a copy through fileio.
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
         try:
-            if move:
-                os.replace(source, tmp)
-            else:
-                try:
-                    os.link(source, tmp)
-                except OSError:
-                    shutil.copyfile(source, tmp)
-            os.replace(tmp, target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            os.link(source, tmp)
+        except OSError:
+            with AtomicFile(target) as out, source.open("rb") as src:
+                shutil.copyfileobj(src, out.file)
+                out.commit()
+        else:
+            try:
+                place(tmp, target)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         return Result("", "", video=digest, size=size)
 
     def new_video_path(self, stem: str) -> Path:
         """A temporary path inside ``videos/`` to write a new file to, then :meth:`add_video`
         it with ``move=True`` (same file system: the move is a rename)."""
         self._folder(self.videos_dir)
-        return self.videos_dir / f".{stem}.{os.getpid()}.tmp.mp4"
+        return temp_path_beside(self.videos_dir / f"{stem}.mp4")
 
     # --- pruning ----------------------------------------------------------------
 
@@ -344,7 +378,12 @@ class Cache:
         storyboard's name). Returns the results dropped and the files deleted with their
         sizes (or, with ``dry_run``, what would be).
         """
-        keep = set(needed)
+        with self._records_locked():
+            return self._prune(storyboard, set(needed), dry_run=dry_run)
+
+    def _prune(
+        self, storyboard: str, keep: set[str], *, dry_run: bool
+    ) -> tuple[list[Result], list[tuple[Path, int]]]:
         dropped: list[Result] = []
         remaining: list[Result] = []
         for result in self.results():
@@ -358,7 +397,7 @@ class Cache:
                     path = self._record_path(result.fingerprint)
                     assert path is not None
                     data = json.dumps(replace(result, storyboards=others).to_json(), indent=2)
-                    _atomic_write(path, (data + "\n").encode("utf-8"))
+                    write_atomic(path, (data + "\n").encode("utf-8"))
                 continue
             dropped.append(result)
             if not dry_run:
@@ -380,18 +419,6 @@ class Cache:
                     if not dry_run:
                         path.unlink()
         return dropped, files
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    # No fsync: a cache record lost to a crash costs at most one create; the manifest
-    # (which is fsynced) stays the source of truth for what was paid for.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def results_from_manifest(
