@@ -591,3 +591,18 @@ def test_console_script_runs() -> None:
         [str(SCRIPT), "validate", str(PIPELINES[0])], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_prompt_with_escape_codes_is_shown_escaped_by_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    board = tmp_path / "board.yaml"
+    board.write_text(
+        "version: 1\ndefaults: {model: viduq3t-540p, duration: 2}\n"
+        'shots:\n  - id: a\n    prompt: "x \\e]0;PWNED\\a\\e[2J y"\n',
+        encoding="utf-8",
+    )
+    code, out, err = run(capsys, "plan", str(board))
+    assert code == 0, err
+    assert "x \\x1b]0;PWNED\\x07\\x1b[2J y" in out
+    assert "\x1b" not in out and "\x07" not in out

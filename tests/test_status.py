@@ -230,3 +230,25 @@ def test_terminal_table_and_no_color(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert colours == []
     # The plain table holds the same rows.
     assert format_plain(report).count("\n") == len(EXPECTED) + 5
+
+
+EVIL = "\x1b]0;PWNED\x07\x1b[2J"
+
+
+def test_a_manifest_error_with_escape_codes_is_shown_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    board_path, manifest_path = _write_manifest(tmp_path)
+    text = manifest_path.read_text(encoding="utf-8")
+    evil = json.dumps(f"moderation: {EVIL}refused")[1:-1]
+    manifest_path.write_text(text.replace("moderation: refused", evil), encoding="utf-8")
+    assert main(["status", str(board_path)]) == 0
+    out = capsys.readouterr().out
+    assert "moderation: \\x1b]0;PWNED\\x07\\x1b[2Jrefused" in out
+    assert "\x1b" not in out and "\x07" not in out
+    # The rich table (a terminal) too: its own colour codes, none of the manifest's.
+    report = compute(load(board_path), load_manifest(manifest_path), manifest_path, now=NOW)
+    screen = io.StringIO()
+    print_status(report, screen, terminal=True)
+    assert "PWNED" in screen.getvalue() and EVIL not in screen.getvalue()
+    assert "\x1b]0;" not in screen.getvalue() and "\x07" not in screen.getvalue()

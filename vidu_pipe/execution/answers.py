@@ -12,7 +12,8 @@ sends and classifies, and so that the rules can be tested on plain values:
   succeeded — an URL in ``fail_reason`` (older new-api stores it there) and the upstream's own
   ``data.creations[0].url``. A ``data:`` URI counts as a video (the runner saves it to a file,
   never into the manifest). When the status is a failure, ``fail_reason`` is the reason;
-- :func:`clean_text` escapes control characters in relay text where it enters, so that an
+- :func:`clean_text` (from :mod:`vidu_pipe.text`) escapes control characters in relay
+  text where it enters, so that an
   answer cannot move the cursor, retitle the window or fake a line of output;
 - :func:`failure_kind` tells a failure the relay calls transient from a content-review one.
 """
@@ -26,10 +27,11 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit
 
 from vidu_pipe.errors import ApiError
 from vidu_pipe.failures import FailureKind, failure_advice, failure_kind
+from vidu_pipe.text import clean_text
+from vidu_pipe.urls import http_url
 
 __all__ = [
     "MAX_DEPTH",
@@ -103,24 +105,6 @@ def decode_json(content: bytes, *, max_depth: int = MAX_DEPTH) -> object:
         return json.loads(content)
     except RecursionError as exc:  # a bound above the interpreter's own: still not a crash
         raise ValueError("the JSON is nested too deeply") from exc
-
-
-# C0, DEL, C1 and the bidirectional overrides that reorder what a terminal shows.
-_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def clean_text(text: str) -> str:
-    """``text`` with every control character written as an escape (``\\x1b``, ``\\n``…).
-
-    Applied to relay text where it enters (reasons, URLs, messages), so that neither the
-    terminal, the log nor the manifest receives an escape sequence from the relay.
-    """
-    return _CONTROL.sub(_escape, text) if _CONTROL.search(text) else text
 
 
 def is_data_uri(value: str) -> bool:
@@ -333,18 +317,6 @@ def _text(value: object) -> str | None:
     if isinstance(value, str) and value.strip():
         return value.strip()
     return None
-
-
-def http_url(value: object) -> str | None:
-    """``value`` stripped when it is an http(s) URL with a host, else None."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return None
-    return text if parts.scheme.lower() in ("http", "https") and parts.netloc else None
 
 
 def _video_ref(value: object) -> str | None:

@@ -31,6 +31,8 @@ from vidu_pipe.storyboard import schemas
 from vidu_pipe.storyboard.loader import Document, Path_, load_document
 from vidu_pipe.storyboard.model import BrokenShot, RunSettings, Shot, Storyboard, fingerprint
 from vidu_pipe.storyboard.render import RenderError, TemplateEnv, make_ref
+from vidu_pipe.text import clean_text
+from vidu_pipe.urls import http_url
 
 __all__ = ["build_storyboard", "load"]
 
@@ -56,15 +58,6 @@ def _seed_for(source_id: str) -> int:
     """A stable seed for a shot that has none: the same id always gives the same seed."""
     digest = hashlib.sha256(source_id.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") % (schemas.MAX_SEED + 1)
-
-
-# Control characters in a message (a shot id "abc\n", an asset "\x1b[2J") must not reach
-# a terminal raw: they are shown as escapes.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
-
-
-def _printable(text: str) -> str:
-    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
 
 
 class _Collector:
@@ -98,10 +91,10 @@ class _Collector:
             self.doc.file,
             line,
             col,
-            _printable(message),
-            None if shot is None else _printable(shot),
-            None if field is None else _printable(field),
-            None if hint is None else _printable(hint),
+            clean_text(message),
+            None if shot is None else clean_text(shot),
+            None if field is None else clean_text(field),
+            None if hint is None else clean_text(hint),
         )
         self.problems.append(problem)
         if index is None:
@@ -613,6 +606,8 @@ def _not_public(url: str) -> str | None:
         return "it is not a valid URL"
     if not host:
         return "it has no host"
+    if http_url(url) is None:
+        return "it is not an http(s) URL"
     if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
         return f"{host} is this machine or a private network"
     try:

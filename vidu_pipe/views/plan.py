@@ -15,6 +15,7 @@ from typing import Any
 
 from vidu_pipe.manifest.store import unknown_summary
 from vidu_pipe.planner import Plan
+from vidu_pipe.text import clean_text
 
 __all__ = ["format_bodies", "format_table", "plan_json"]
 
@@ -55,7 +56,7 @@ _MIN_WHY = len("up to date")
 
 def _cut(text: str, width: int) -> str:
     """``text`` on one line, at most ``width`` characters (an ellipsis marks the cut)."""
-    flat = " ".join(text.split())
+    flat = clean_text(" ".join(text.split()))
     if len(flat) <= width:
         return flat
     return flat[: max(0, width - 1)] + "…"
@@ -67,12 +68,23 @@ def format_table(the_plan: Plan, manifest_path: Path, *, width: int = 100) -> st
     Every line fits in ``width`` columns except when the fixed columns alone do not
     (a very long shot id). The prompt always keeps at least 12 columns (enough to tell
     shots apart) and takes what is left; a long reason (a restore's) is cut to make room
-    rather than pushing the prompt out.
+    rather than pushing the prompt out. Text from the storyboard or the manifest
+    (prompts, reasons, warnings) is shown with its control characters escaped.
     """
     steps = the_plan.steps
     head = ("ACTION", "SHOT", "MODE", "MODEL", "DUR", "WHY")
     rows = [
-        (s.action, s.shot.id, s.shot.mode, s.shot.model, f"{s.shot.duration}s", s.reason)
+        tuple(
+            clean_text(cell)
+            for cell in (
+                s.action,
+                s.shot.id,
+                s.shot.mode,
+                s.shot.model,
+                f"{s.shot.duration}s",
+                s.reason,
+            )
+        )
         for s in steps
     ]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
@@ -93,7 +105,7 @@ def format_table(the_plan: Plan, manifest_path: Path, *, width: int = 100) -> st
     out += [line(row, step.shot.prompt) for row, step in zip(rows, steps, strict=True)]
     out.append("")
     out += _summary(the_plan)
-    out += [f"warning: {s.shot.id}: {s.advice}" for s in steps if s.advice]
+    out += [f"warning: {clean_text(f'{s.shot.id}: {s.advice}')}" for s in steps if s.advice]
     return "\n".join(out) + "\n"
 
 
@@ -106,8 +118,8 @@ def format_bodies(the_plan: Plan, manifest_path: Path) -> str:
     for step in the_plan.steps:
         shot = step.shot
         out.append(
-            f"{step.action:<7} {shot.id:<{width}}  {shot.mode:<10} {shot.model:<14}"
-            f" {shot.duration:>2}s  {step.reason}"
+            f"{step.action:<7} {clean_text(shot.id):<{width}}  {shot.mode:<10} {shot.model:<14}"
+            f" {shot.duration:>2}s  {clean_text(step.reason)}"
         )
         # Every selected shot's body (SPEC §3), sent or not: what a skip, restore or
         # hold was made from (or would be made from) is what one checks.

@@ -55,6 +55,7 @@ from vidu_pipe.events import (
     Skipped,
     Waiting,
 )
+from vidu_pipe.text import clean_text
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -364,7 +365,14 @@ class Tracker:
 
 
 def plain_line(event: Event) -> str | None:
-    """The log line of one event when stdout is not a terminal, or None for no line."""
+    """The log line of one event when stdout is not a terminal, or None for no line.
+
+    Control characters in it (from a relay's error, a path) are shown escaped."""
+    line = _plain_line(event)
+    return None if line is None else clean_text(line)
+
+
+def _plain_line(event: Event) -> str | None:
     if isinstance(event, RunStarted):
         return _run_started(event)
     if isinstance(event, Interrupted):

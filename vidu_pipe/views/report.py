@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from vidu_pipe._version import __version__
 from vidu_pipe.errors import UsageError
@@ -35,20 +35,10 @@ from vidu_pipe.manifest.history import Cache
 from vidu_pipe.manifest.store import Manifest, is_run_file
 from vidu_pipe.storyboard.model import Shot, Storyboard
 from vidu_pipe.timestamps import parse_time
+from vidu_pipe.urls import http_url
 from vidu_pipe.views.status import STATES, ShotStatus, StatusReport, compute, format_age
 
 __all__ = ["render_report", "write_report"]
-
-
-def _web_url(url: str | None) -> str | None:
-    """``url`` when it is an absolute http(s) URL (never ``javascript:`` and friends)."""
-    if not url:
-        return None
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return None
-    return url.strip() if parts.scheme in ("http", "https") and parts.netloc else None
 
 
 def _relative_href(target: Path, start: Path) -> str:
@@ -132,7 +122,7 @@ class _Sheet:
             {
                 "label": label,
                 "name": self.asset_names.get(url, url.rsplit("/", 1)[-1] or url),
-                "url": _web_url(url),
+                "url": http_url(url),
             }
             for label, url in urls
         ]
@@ -167,7 +157,7 @@ class _Sheet:
                 f"this URL expired: the task finished {age} and the relay's video URLs "
                 "live about 24 hours (use run --download to keep videos)"
             )
-        return _web_url(entry.video_url), notes
+        return http_url(entry.video_url), notes
 
     @staticmethod
     def _state_label(row: ShotStatus) -> str:
@@ -235,7 +225,7 @@ class _Sheet:
             when = f"finished {_ago((self.now - finished).total_seconds())}"
         elif submitted is not None:
             when = f"submitted {_ago((self.now - submitted).total_seconds())}"
-        web = _web_url(e.video_url)
+        web = http_url(e.video_url)
         return {
             "id": e.task_id,
             "when": when,
@@ -313,7 +303,7 @@ class _Sheet:
                         "id": row.id,
                         "status": e.status if e is not None else "",
                         "task_id": row.task_id or "",
-                        "video_url": _web_url(row.video_url),
+                        "video_url": http_url(row.video_url),
                     }
                 )
         return out

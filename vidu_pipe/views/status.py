@@ -29,6 +29,7 @@ from typing import IO, Any, Final, Literal
 from vidu_pipe.constants import SIMULATOR_BASE_URL, VIDEO_URL_LIFETIME
 from vidu_pipe.manifest.store import Manifest, ManifestEntry, unknown_note
 from vidu_pipe.storyboard.model import Shot, Storyboard
+from vidu_pipe.text import clean_text
 from vidu_pipe.timestamps import parse_time
 
 __all__ = [
@@ -256,7 +257,8 @@ def _header(report: StatusReport) -> str:
             where += " (simulated: written by the built-in simulator)"
         elif m.updated_at:
             where += f", updated {m.updated_at}"
-    return f"{report.storyboard.path}: {len(report.storyboard.shots)} shots; manifest {where}"
+    text = f"{report.storyboard.path}: {len(report.storyboard.shots)} shots; manifest {where}"
+    return clean_text(text)
 
 
 def _footer(report: StatusReport) -> str:
@@ -269,7 +271,10 @@ def _cells(row: ShotStatus) -> list[str]:
     detail = row.error or ""
     if row.note:
         detail = f"{detail} ({row.note})" if detail else row.note
-    return [row.id, row.state, row.task_id or "", format_age(row.age), detail]
+    # The manifest's text (a relay's error, a task id) may hold escape codes: shown escaped,
+    # in the plain table and the rich one alike.
+    cells = [row.id, row.state, row.task_id or "", format_age(row.age), detail]
+    return [clean_text(cell) for cell in cells]
 
 
 def format_plain(report: StatusReport) -> str:

@@ -1,0 +1,38 @@
+"""Text made safe to show: the one escape helper (a leaf module).
+
+Anything that reaches a terminal, a log or a manifest from outside (a relay's message, a
+prompt someone wrote, a manifest's recorded error) may hold control characters: an
+``ESC ] 0 ; … BEL`` retitles the window, ``ESC [ 2 J`` clears it, a bidirectional override
+(U+202E) reorders what is shown. :func:`clean_text` writes each of them as an escape.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = ["clean_text"]
+
+# C0, DEL, C1, the bidi marks and overrides (U+200E/F, U+202A-202E, U+2066-2069), and the
+# line and paragraph separators that some terminals take as a new line.
+_CONTROL: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+
+# The two a reader knows by their backslash names; every other one by its code.
+_NAMED: Final = {"\n": "\\n", "\r": "\\r"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def clean_text(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\x1b``, ``\\n``,
+    ``\\u202e``…), so that what is shown is what was there, never what it would do."""
+    return _CONTROL.sub(_escape, text) if _CONTROL.search(text) else text
