@@ -34,7 +34,6 @@ answer: only ``--retry-unknown`` does that (the task may exist and be billed).
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,6 +45,7 @@ from vidu_pipe.failures import failure_advice
 from vidu_pipe.manifest.history import Restorable
 from vidu_pipe.manifest.store import Manifest, ManifestEntry, unknown_note
 from vidu_pipe.storyboard.model import BrokenShot, Shot, Storyboard
+from vidu_pipe.text import suggest
 
 __all__ = ["Action", "Plan", "Step", "decide", "plan", "select", "select_broken"]
 
@@ -149,8 +149,8 @@ def select_broken(
 
 def _did_you_mean(word: str, known: Iterable[str]) -> str:
     """``"; did you mean 'waves'?"`` for a typo, as ``validate`` says it; else ``""``."""
-    near = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
-    return f"; did you mean {near[0]!r}?" if near else ""
+    hint = suggest(word, known)
+    return f"; {hint}" if hint else ""
 
 
 def _matches(shot: Shot, pattern: str) -> bool:

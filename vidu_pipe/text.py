@@ -1,4 +1,4 @@
-"""Text made safe to show: the one escape helper (a leaf module).
+"""Text for people: the one escape helper and the one "did you mean" (a leaf module).
 
 Anything that reaches a terminal, a log or a manifest from outside (a relay's message, a
 prompt someone wrote, a manifest's recorded error) may hold control characters: an
@@ -8,10 +8,12 @@ prompt someone wrote, a manifest's recorded error) may hold control characters: 
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from typing import Final
 
-__all__ = ["clean_text"]
+__all__ = ["clean_text", "suggest"]
 
 # C0, DEL, C1, the bidi marks and overrides (U+200E/F, U+202A-202E, U+2066-2069), and the
 # line and paragraph separators that some terminals take as a new line.
@@ -36,3 +38,11 @@ def clean_text(text: str) -> str:
     """``text`` with every control character written as an escape (``\\x1b``, ``\\n``,
     ``\\u202e``…), so that what is shown is what was there, never what it would do."""
     return _CONTROL.sub(_escape, text) if _CONTROL.search(text) else text
+
+
+def suggest(word: str, known: Iterable[str]) -> str:
+    """``"did you mean 'waves'?"`` when one of ``known`` is close to ``word`` (a typo),
+    else ``""``. Every "did you mean" of vidu-pipe says it this way; the caller places it
+    (after ``; ``, in parentheses, as a hint)."""
+    near = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f"did you mean '{clean_text(near[0])}'?" if near else ""

@@ -10,7 +10,6 @@ is written (atomically); anything unexpected changes nothing.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from vidu_pipe.errors import UsageError
 from vidu_pipe.fileio import write_atomic
 from vidu_pipe.storyboard.build import build_storyboard, load
 from vidu_pipe.storyboard.loader import load_document, parse_yaml
+from vidu_pipe.text import suggest
 
 __all__ = ["Picked", "pick"]
 
@@ -54,8 +54,8 @@ def pick(path: Path | str, take_id: str, *, dry_run: bool = False) -> Picked:
             sources[shot.source_id].append(shot.take)
     wanted = match.group("id") if match else take_id
     if wanted not in sources:
-        near = difflib.get_close_matches(wanted, list(sources), n=1)
-        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        near = suggest(wanted, sources)
+        hint = f" ({near})" if near else ""
         raise UsageError(f"{file}: no shot '{wanted}'{hint}")
     takes = sources[wanted]
     if not takes:

@@ -31,7 +31,7 @@ from vidu_pipe.storyboard import schemas
 from vidu_pipe.storyboard.loader import Document, Path_, load_document
 from vidu_pipe.storyboard.model import BrokenShot, RunSettings, Shot, Storyboard, fingerprint
 from vidu_pipe.storyboard.render import RenderError, TemplateEnv, make_ref
-from vidu_pipe.text import clean_text
+from vidu_pipe.text import clean_text, suggest
 from vidu_pipe.urls import http_url
 
 __all__ = ["build_storyboard", "load"]
@@ -461,15 +461,10 @@ class _Render:
             return assets[written]
         if _URL.match(written):
             return written
-        near = difflib.get_close_matches(written, list(assets), n=1)
-        hint = (
-            f"did you mean '{near[0]}'?"
-            if near
-            else (
-                "assets: " + ", ".join(assets)
-                if assets
-                else "define it under assets:, or write an https:// URL"
-            )
+        hint = suggest(written, assets) or (
+            "assets: " + ", ".join(assets)
+            if assets
+            else "define it under assets:, or write an https:// URL"
         )
         self.problem(field, rest, f"unknown asset '{written}'", hint)
         self.quiet.add(field)

@@ -19,7 +19,6 @@ into text: ``{{ }}``, ``~``, ``%``, and every filter that reads its value as tex
 from __future__ import annotations
 
 import contextlib
-import difflib
 import operator
 import re
 import sys
@@ -37,6 +36,8 @@ import jinja2.utils
 from jinja2 import sandbox
 from jinja2.exceptions import SecurityError
 from jinja2.loaders import split_template_path
+
+from vidu_pipe.text import suggest
 
 __all__ = ["RenderError", "TemplateEnv"]
 
@@ -652,15 +653,10 @@ class TemplateEnv:
             raise _undefined_error(exc, variables) from None
         except jinja2.TemplateNotFound as exc:
             known = self.known_templates()
-            near = difflib.get_close_matches(str(exc.name), known, n=1)
-            hint = (
-                f"did you mean '{near[0]}'?"
-                if near
-                else (
-                    "templates: " + ", ".join(known)
-                    if known
-                    else "define it under templates:, or as templates/NAME.j2 beside the storyboard"
-                )
+            hint = suggest(str(exc.name), known) or (
+                "templates: " + ", ".join(known)
+                if known
+                else "define it under templates:, or as templates/NAME.j2 beside the storyboard"
             )
             raise RenderError(f"no template named '{exc.name}'", hint) from None
         except SecurityError as exc:
@@ -735,8 +731,7 @@ def _undefined_error(exc: jinja2.UndefinedError, variables: Mapping[str, Any]) -
     name = text.split("'")[1] if text.count("'") >= 2 else None
     if name and text.endswith("is undefined"):
         known = sorted(k for k in variables if k not in ("ref", "shot"))
-        near = difflib.get_close_matches(name, known, n=1)
-        hint = f"did you mean '{near[0]}'?" if near else None
+        hint = suggest(name, known) or None
         if hint is None:
             hint = "define it under vars: (in the storyboard or the shot)"
             if known:

@@ -9,9 +9,8 @@ is read from them. Friendly messages live in the schemas too, as the
 
 from __future__ import annotations
 
-import difflib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 
 import jsonschema
 from jsonschema import Draft202012Validator
+
+from vidu_pipe.text import suggest
 
 __all__ = [
     "ASPECT_RATIOS",
@@ -118,11 +119,6 @@ _TYPE_NAMES = {
 }
 
 
-def _nearest(word: str, choices: Sequence[str]) -> str | None:
-    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return found[0] if found else None
-
-
 def _issues_for(error: jsonschema.ValidationError) -> Iterator[SchemaIssue]:
     path = tuple(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
@@ -141,11 +137,10 @@ def _issues_for(error: jsonschema.ValidationError) -> Iterator[SchemaIssue]:
         for name in instance if isinstance(instance, dict) else ():
             if name in schema.get("properties", {}):
                 continue
-            near = _nearest(str(name), allowed)
             yield SchemaIssue(
                 (*path, name),
                 f"unknown field '{name}'",
-                f"did you mean '{near}'?" if near else f"allowed here: {', '.join(allowed)}",
+                suggest(str(name), allowed) or f"allowed here: {', '.join(allowed)}",
             )
         return
     if kw == "dependentRequired":
@@ -186,9 +181,10 @@ def _issues_for(error: jsonschema.ValidationError) -> Iterator[SchemaIssue]:
             message = error.message
     if isinstance(instance, str):
         choices = _enum_choices(schema)
-        near = _nearest(instance, choices) if choices else None
-        if near and near != instance:
-            hint = f"did you mean '{near}'?" + (f" ({hint})" if hint else "")
+        # The value itself among the choices (a const or type problem): nothing to suggest.
+        near = suggest(instance, choices) if choices and instance not in choices else ""
+        if near:
+            hint = near + (f" ({hint})" if hint else "")
         elif kw == "const" and instance.lower() in _YAML11_BOOLEANS:
             hint = (
                 f"'{instance}' is text here (vidu-pipe reads YAML 1.2, where only true and "
