@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -26,12 +25,12 @@ from vidu_pipe.cli import main
 from vidu_pipe.manifest.history import Cache
 from vidu_pipe.manifest.lock import RunLock, canonical_manifest_path
 from vidu_pipe.manifest.store import load_manifest
-from vidu_pipe.simulator import Simulator, SimulatorConfig, running_server
-from vidu_pipe.storyboard.schemas import MODELS
+from vidu_pipe.simulator import Simulator
 
 pytestmark = pytest.mark.timeout(120)
 
 KEY = "sk-cache-test"
+RELAY_SEED = 11  # for the relay fixture (conftest.py)
 
 
 def write_board(folder: Path, prompts: dict[str, str], name: str = "film") -> Path:
@@ -53,22 +52,6 @@ def run_json(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int
 
 def kinds(events: list[Any], kind: str) -> list[str]:
     return [e["shot"] for e in events if e["event"] == kind]
-
-
-@pytest.fixture
-def relay(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Simulator, str]]:
-    sim = Simulator(
-        SimulatorConfig(
-            key=KEY,
-            durations={m: (0.2, 0.2) for m in MODELS},
-            queue_seconds=(0.0, 0.0),
-            max_running=100,
-            seed=11,
-        )
-    )
-    monkeypatch.setenv("VIDU_API_KEY", KEY)
-    with running_server(sim) as url:
-        yield sim, url
 
 
 def test_revert_a_prompt_restores_the_first_video_without_a_create(

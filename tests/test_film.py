@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,13 @@ from vidu_pipe.cli import main
 from vidu_pipe.film.join import mp4_top_level_boxes, probe
 from vidu_pipe.manifest.history import Cache
 from vidu_pipe.manifest.store import load_manifest
-from vidu_pipe.simulator import Simulator, SimulatorConfig, running_server
+from vidu_pipe.simulator import Simulator
 from vidu_pipe.simulator._video import placeholder_size
-from vidu_pipe.storyboard.schemas import MODELS
 
 pytestmark = pytest.mark.timeout(180)
 
 KEY = "sk-film-test"
+RELAY_SEED = 3  # for the relay fixture (conftest.py)
 
 
 def write_board(folder: Path, shots: list[dict[str, Any]], name: str = "film") -> Path:
@@ -193,22 +192,6 @@ def test_shots_without_a_video_are_each_named_and_nothing_is_written(
     assert "shot 'close': not made yet (run it first)" in err
     assert "open" not in err.split("video:")[1]
     assert not film.exists()
-
-
-@pytest.fixture
-def relay(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Simulator, str]]:
-    sim = Simulator(
-        SimulatorConfig(
-            key=KEY,
-            durations={m: (0.2, 0.2) for m in MODELS},
-            queue_seconds=(0.0, 0.0),
-            max_running=100,
-            seed=3,
-        )
-    )
-    monkeypatch.setenv("VIDU_API_KEY", KEY)
-    with running_server(sim) as url:
-        yield sim, url
 
 
 def test_videos_not_downloaded_are_fetched_into_the_cache_first(
