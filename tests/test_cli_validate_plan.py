@@ -606,3 +606,18 @@ def test_a_prompt_with_escape_codes_is_shown_escaped_by_plan(
     assert code == 0, err
     assert "x \\x1b]0;PWNED\\x07\\x1b[2J y" in out
     assert "\x1b" not in out and "\x07" not in out
+
+
+def test_plan_bodies_show_bidi_and_c1_characters_as_json_escapes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    board = tmp_path / "board.yaml"
+    board.write_text(
+        "version: 1\ndefaults: {model: viduq3t-540p, duration: 2}\n"
+        'shots:\n  - id: a\n    prompt: "gnp\\u202e.exe \\x9b2J"\n',
+        encoding="utf-8",
+    )
+    code, out, err = run(capsys, "plan", str(board), "--bodies")
+    assert code == 0, err
+    assert '"prompt": "gnp\\u202e.exe \\u009b2J"' in out
+    assert "\u202e" not in out and "\x9b" not in out

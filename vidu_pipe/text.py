@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
-__all__ = ["clean_text", "suggest"]
+__all__ = ["clean_json", "clean_text", "suggest"]
 
 # C0, DEL, C1, the bidi marks and overrides (U+200E/F, U+202A-202E, U+2066-2069), and the
 # line and paragraph separators that some terminals take as a new line.
@@ -38,6 +38,13 @@ def clean_text(text: str) -> str:
     """``text`` with every control character written as an escape (``\\x1b``, ``\\n``,
     ``\\u202e``…), so that what is shown is what was there, never what it would do."""
     return _CONTROL.sub(_escape, text) if _CONTROL.search(text) else text
+
+
+def clean_json(text: str) -> str:
+    """JSON text (``json.dumps(..., ensure_ascii=False)``) with the control characters it
+    leaves raw (DEL, C1, bidi, separators) written as ``\\uXXXX``: still the same JSON,
+    and safe to show."""
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def suggest(word: str, known: Iterable[str]) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from vidu_pipe.manifest.store import unknown_summary
 from vidu_pipe.planner import Plan
-from vidu_pipe.text import clean_text
+from vidu_pipe.text import clean_json, clean_text
 
 __all__ = ["format_bodies", "format_table", "plan_json"]
 
@@ -123,7 +123,7 @@ def format_bodies(the_plan: Plan, manifest_path: Path) -> str:
         )
         # Every selected shot's body (SPEC §3), sent or not: what a skip, restore or
         # hold was made from (or would be made from) is what one checks.
-        body = json.dumps(shot.request, indent=2, ensure_ascii=False)
+        body = clean_json(json.dumps(shot.request, indent=2, ensure_ascii=False))
         out += ["    " + line for line in body.splitlines()]
     out.append("")
     out += _summary(the_plan)
