@@ -21,6 +21,10 @@ _CONTROL: Final = re.compile(
     "[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
 )
 
+# What json.dumps leaves raw: all of _CONTROL but C0 (escaped by JSON itself, and the
+# newlines of indent=2 are layout, not content).
+_JSON_RAW: Final = re.compile("[\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
 # The two a reader knows by their backslash names; every other one by its code.
 _NAMED: Final = {"\n": "\\n", "\r": "\\r"}
 
@@ -44,7 +48,7 @@ def clean_json(text: str) -> str:
     """JSON text (``json.dumps(..., ensure_ascii=False)``) with the control characters it
     leaves raw (DEL, C1, bidi, separators) written as ``\\uXXXX``: still the same JSON,
     and safe to show."""
-    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def suggest(word: str, known: Iterable[str]) -> str:
