@@ -125,10 +125,13 @@ class AtomicFile:
 
     The new file keeps the mode of the file it replaces (else 0666 less the umask).
     Raises :class:`LinkError` when ``path`` is a symlink, before anything is written.
+    ``durable=False`` skips the two ``fsync`` calls (still all or nothing, but a power cut
+    may lose the new version): for files that are a cache, rewritten by the thousand.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool = True) -> None:
         self.path = Path(path)
+        self.durable = durable
         refuse_link(self.path)
         try:
             mode = stat.S_IMODE(os.stat(self.path).st_mode)
@@ -150,13 +153,15 @@ class AtomicFile:
     def commit(self) -> None:
         """Flush, ``fsync``, rename over the target and ``fsync`` its folder."""
         self.file.flush()
-        os.fsync(self.file.fileno())
+        if self.durable:
+            os.fsync(self.file.fileno())
         self.file.close()
         # Checked again: a link planted while we wrote is not written through either.
         refuse_link(self.path)
         os.replace(self.temp, self.path)
         self._done = True
-        fsync_dir(self.path.parent)
+        if self.durable:
+            fsync_dir(self.path.parent)
 
     def discard(self) -> None:
         """Remove the temporary file (idempotent; nothing happens after a commit)."""
@@ -180,9 +185,9 @@ class AtomicFile:
         self.discard()
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> None:
     """Replace ``path`` by ``data``, all or nothing (see :class:`AtomicFile`)."""
-    with AtomicFile(path) as out:
+    with AtomicFile(path, durable=durable) as out:
         out.file.write(data)
         out.commit()
 

@@ -321,7 +321,9 @@ class Cache:
                 return merged  # nothing new: no write (every run offers the manifest's entries)
             self._folder(self.results_dir)
             text = json.dumps(merged.to_json(), indent=2, ensure_ascii=False) + "\n"
-            write_atomic(path, text.encode("utf-8"))
+            # Not durable: a record lost to a power cut costs at most one create; the
+            # manifest (fsynced) stays the source of truth for what was paid for.
+            write_atomic(path, text.encode("utf-8"), durable=False)
         return merged
 
     def add_video(self, source: Path, *, sha256: str | None = None, move: bool = False) -> Result:
@@ -397,7 +399,7 @@ class Cache:
                     path = self._record_path(result.fingerprint)
                     assert path is not None
                     data = json.dumps(replace(result, storyboards=others).to_json(), indent=2)
-                    write_atomic(path, (data + "\n").encode("utf-8"))
+                    write_atomic(path, (data + "\n").encode("utf-8"), durable=False)
                 continue
             dropped.append(result)
             if not dry_run:
