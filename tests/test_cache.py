@@ -25,7 +25,7 @@ from vidu_pipe.cli import main
 from vidu_pipe.manifest.history import Cache
 from vidu_pipe.manifest.lock import RunLock, canonical_manifest_path
 from vidu_pipe.manifest.store import load_manifest
-from vidu_pipe.simulator import Simulator
+from vidu_pipe.simulator import Simulator, SimulatorConfig, running_server
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -338,3 +338,86 @@ def test_prune_refuses_while_a_run_holds_the_manifest(
         held.release()
     assert main(["prune", str(board)]) == 0
     assert "1 cached result, 1 video file" in capsys.readouterr().out
+
+
+# --- R1 review, items 1 and 5 --------------------------------------------------------------
+
+
+def test_download_of_up_to_date_shots_takes_the_cached_clips_not_their_dead_urls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    board = write_board(tmp_path, {"a": "one", "b": "two"})
+    assert main(["run", str(board), "--simulate", "--quiet"]) == 0
+    capsys.readouterr()
+    cache = Cache.beside(board)
+    book = load_manifest(tmp_path / "film.manifest.json")
+    assert book is not None
+    clips = {s: cache.video_for(e.fingerprint) for s, e in book.entries.items()}
+    videos = tmp_path / "vids"
+    # The simulator of the first run is gone: its URLs hold nothing; the cache has the clips.
+    code = main(["run", str(board), "--simulate", "--download", str(videos)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "FAILED" not in out and "24 hours" not in out
+    assert "0 completed, 0 failed, 0 not started, 2 up to date" in out
+    for shot_id, clip in clips.items():
+        assert clip is not None
+        assert (videos / f"{shot_id}.mp4").read_bytes() == clip.read_bytes()
+
+
+def test_a_dead_url_of_an_up_to_date_shot_fails_its_download_only_and_blames_no_expiry(
+    relay: tuple[Simulator, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, url = relay
+    board = write_board(tmp_path, {"a": "one", "b": "two"})
+    assert main(["run", str(board), "--base-url", url, "--quiet", "--poll-interval", "0.05"]) == 0
+    capsys.readouterr()
+    # Another relay at another address serves nothing of those tasks (a restarted simulator):
+    # the URLs are minutes old, so expiry is not the reason.
+    with running_server(SimulatorConfig(key=KEY)) as other:
+        manifest = tmp_path / "film.manifest.json"
+        manifest.write_text(manifest.read_text().replace(url, other))
+        code = main(["run", str(board), "--base-url", other, "--download", str(tmp_path / "v")])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert out.splitlines()[0].endswith("0 to resume, 2 up to date")
+    assert "expire" not in out and "24 hours" not in out
+    assert re.search(r"^a: download FAILED: .*404", out, re.M), out
+    summary = out.splitlines()[-1]
+    assert "0 failed" in summary and "2 up to date" in summary
+    assert "2 downloads failed" in summary, summary
+
+
+def test_an_old_url_is_blamed_on_expiry(
+    relay: tuple[Simulator, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, url = relay
+    board = write_board(tmp_path, {"a": "one"})
+    assert main(["run", str(board), "--base-url", url, "--quiet", "--poll-interval", "0.05"]) == 0
+    capsys.readouterr()
+    manifest = tmp_path / "film.manifest.json"
+    data = json.loads(manifest.read_text())
+    old = (datetime.now(timezone.utc) - timedelta(hours=25)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    data["shots"]["a"]["finished_at"] = old
+    data["shots"]["a"]["video_url"] = url + "/files/task_gone.mp4"
+    manifest.write_text(json.dumps(data))
+    code = main(["run", str(board), "--base-url", url, "--download", str(tmp_path / "v")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "expire after about 24 hours" in out and "--force --only a" in out
+
+
+def test_the_run_header_counts_restores(
+    relay: tuple[Simulator, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, url = relay
+    board = write_board(tmp_path, {"a": "one", "b": "two"})
+    flags = ["--base-url", url, "--poll-interval", "0.05", "--rate", "0"]
+    assert main(["run", str(board), *flags, "--quiet"]) == 0
+    write_board(tmp_path, {"a": "uno", "b": "two"})
+    assert main(["run", str(board), *flags, "--quiet"]) == 0
+    write_board(tmp_path, {"a": "one", "b": "two"})
+    capsys.readouterr()
+    assert main(["run", str(board), *flags]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.endswith("0 to create, 0 to resume, 1 to restore, 1 up to date"), header

@@ -120,6 +120,7 @@ def test_phases_follow_the_events(tracker: Tracker, clock: FakeClock) -> None:
         "failed": 0,
         "skipped": 1,
         "not_started": 0,
+        "held": 0,
         "running": 2,
         "queued": 4,
         "done": 1,

@@ -559,10 +559,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(
         f"{len(result.completed)} completed, {len(result.failed)} failed, "
         f"{len(result.not_started)} not started, "
+        + (f"{len(result.unknown)} held (no answer to a create), " if result.unknown else "")
         + (f"{len(result.running)} still running (resumed next run), " if result.running else "")
         + (f"{len(result.restored)} restored (no create), " if result.restored else "")
         + f"{len(result.skipped)} up to date "
-        f"({_count(result.created, 'task')} created); manifest: {where}",
+        f"({_count(result.created, 'task')} created); "
+        + (_downloads_failed(result.downloads_failed) if result.downloads_failed else "")
+        + f"manifest: {where}",
         file=out,
     )
     if broken:
@@ -570,6 +573,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ids = list(dict.fromkeys(b.id for b in broken))
         print(f"vidu-pipe: {_count(len(ids), 'invalid shot')} not run: {', '.join(ids)}", file=out)
     return result.exit_code  # the result's, as its run-finished event says (2 for broken)
+
+
+def _downloads_failed(ids: tuple[str, ...]) -> str:
+    """The summary's note of shots done whose video could not be saved (they still count
+    as completed, up to date or restored: their task is fine; the run exits 1)."""
+    n = len(ids)
+    return f"{n} download{'s' if n != 1 else ''} failed ({', '.join(ids)}); "
 
 
 def _broken_selected(storyboard: Any, args: argparse.Namespace) -> list[Any]:

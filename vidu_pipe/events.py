@@ -33,10 +33,12 @@ __all__ = [
     "KINDS",
     "Completed",
     "Created",
+    "DownloadFailed",
     "Downloaded",
     "Event",
     "EventSink",
     "Failed",
+    "Held",
     "Interrupted",
     "NotStarted",
     "Outcome",
@@ -59,7 +61,7 @@ __all__ = [
 KINDS: dict[str, type[Event]] = {}
 
 #: How a shot's part in a run ends (the phases the progress display counts as done).
-Outcome = Literal["completed", "failed", "skipped", "not-started"]
+Outcome = Literal["completed", "failed", "skipped", "not-started", "held"]
 
 #: The fields every event has; the kind's own fields come after them.
 _COMMON = ("shot", "time")
@@ -215,6 +217,14 @@ class Retried(ShotEvent):
     attempt: int = described()
     error: str = described()
     delay: float = described("seconds")
+    # A default: added after the others (callers that build this event keep working).
+    task_id: str | None = field(
+        default=None,
+        metadata={
+            "doc": "the task that failed, when the relay called its failure transient and "
+            "it is created again once; null when a request failed"
+        },
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -238,11 +248,24 @@ class Completed(ShotEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class Failed(ShotEvent):
-    """The shot failed in this run (its task, its create, or its download)."""
+    """The shot failed in this run (its task or its create; a download that fails is
+    ``download-failed``, and a create with no answer is ``held``)."""
 
     kind: ClassVar[str] = "failed"
     settles: ClassVar[Outcome | None] = "failed"
     task_id: str | None = described("null when no task is concerned")
+    error: str = described()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Held(ShotEvent):
+    """A create of the shot got no answer (in this run or an earlier one): a task may exist
+    and be billed. The shot is not failed and not created again unless ``--retry-unknown``
+    (the run still exits 1 while such shots remain)."""
+
+    kind: ClassVar[str] = "held"
+    settles: ClassVar[Outcome | None] = "held"
+    submitted_at: str | None = described("when the create with no answer was sent")
     error: str = described()
 
 
@@ -263,6 +286,16 @@ class Downloaded(ShotEvent):
     path: str = described()
     size: int = described("bytes")
     sha256: str = described()
+
+
+@dataclass(frozen=True, kw_only=True)
+class DownloadFailed(ShotEvent):
+    """The shot's task is done (completed, up to date or restored) but its video could not
+    be saved (``--download``): the shot keeps its outcome and the run exits 1."""
+
+    kind: ClassVar[str] = "download-failed"
+    path: str = described("where the video was to be saved")
+    error: str = described()
 
 
 # --- the end of a run --------------------------------------------------------------------
@@ -288,9 +321,13 @@ class RunFinished(Event):
     restored: int = field(default=0, metadata={"doc": ""})
     created: int = described()
     unknown: int = field(
-        default=0, metadata={"doc": "creates that got no answer: may be billed; counted in failed"}
+        default=0,
+        metadata={"doc": "shots held: a create got no answer, it may be billed; not in failed"},
     )
     broken: int = field(default=0, metadata={"doc": "invalid shots left out by --keep-going"})
+    download_failed: int = field(
+        default=0, metadata={"doc": "shots done whose video could not be saved"}
+    )
     exit_code: int = described("the exit code the process ends with")
 
 

@@ -53,6 +53,7 @@ from vidu_pipe.constants import (
     EXIT_INTERRUPTED,
     EXIT_INVALID,
     EXIT_OK,
+    VIDEO_URL_LIFETIME,
 )
 from vidu_pipe.errors import (
     AmbiguousCreateError,
@@ -68,9 +69,11 @@ from vidu_pipe.events import (
     Completed,
     Created,
     Downloaded,
+    DownloadFailed,
     Event,
     EventSink,
     Failed,
+    Held,
     Interrupted,
     NotStarted,
     Progress,
@@ -165,8 +168,12 @@ class RunResult:
     restored: tuple[str, ...] = ()
     #: Shots whose task was still running when the run was interrupted (resumed next run).
     running: tuple[str, ...] = ()
-    #: Shots whose create got no answer: a task may exist and be billed (also in ``failed``).
+    #: Shots whose create got no answer: a task may exist and be billed. Held, not failed:
+    #: not created again unless ``--retry-unknown`` (the exit code stays 1 meanwhile).
     unknown: tuple[str, ...] = ()
+    #: Shots whose task is done (they count as completed, up to date or restored) but
+    #: whose video could not be saved (``--download``): the run exits 1.
+    downloads_failed: tuple[str, ...] = ()
     created: int = 0
     resumed: int = 0
     interrupted: bool = False
@@ -194,10 +201,12 @@ class RunResult:
             return EXIT_INVALID
         if self.failed or self.not_started or self.running:
             return EXIT_FAILED
+        if self.unknown or self.downloads_failed:
+            return EXIT_FAILED
         return EXIT_OK
 
 
-#: How one shot ended in a run. ``unknown``: its create got no answer (a failure too).
+#: How one shot ended in a run. ``unknown``: its create got no answer (held, not failed).
 _Outcome = Literal[
     "completed", "failed", "unknown", "not_started", "skipped", "restored", "running"
 ]
@@ -206,8 +215,10 @@ _Outcome = Literal[
 @dataclass
 class _Tally:
     #: Each shot that ended, and how; RunResult's tuples derive from it. A later outcome
-    #: replaces an earlier one (a completed shot whose download failed is failed).
+    #: replaces an earlier one.
     outcome: dict[str, _Outcome] = field(default_factory=dict)
+    #: Shots done whose video could not be saved (they keep their outcome).
+    downloads_failed: list[str] = field(default_factory=list)
     tasks: set[str] = field(default_factory=set)  # shots with a task created or resumed
     created: int = 0
     resumed: int = 0
@@ -324,12 +335,13 @@ class _Run:
 
         result = RunResult(
             completed=ended("completed"),
-            failed=ended("failed", "unknown"),
+            failed=ended("failed"),
             not_started=ended("not_started"),
             skipped=ended("skipped"),
             restored=ended("restored"),
             running=ended("running"),
             unknown=ended("unknown"),
+            downloads_failed=ordered_ids(self.tally.downloads_failed),
             created=self.tally.created,
             resumed=self.tally.resumed,
             interrupted=self.interrupted,
@@ -349,6 +361,7 @@ class _Run:
                 created=result.created,
                 unknown=len(result.unknown),
                 broken=len(result.broken),
+                download_failed=len(result.downloads_failed),
                 exit_code=result.exit_code,
             )
         )
@@ -414,8 +427,7 @@ class _Run:
         try:
             if step.action == "hold":
                 assert step.entry is not None
-                self.tally.outcome[shot.id] = "unknown"
-                self.emit(Failed(shot=shot.id, task_id=None, error=unknown_note(step.entry)))
+                self._held(shot, step.entry.submitted_at, unknown_note(step.entry))
                 return
             if step.action == "skip":
                 if step.adopted_from is not None and step.entry is not None:
@@ -515,12 +527,30 @@ class _Run:
         self._retried(shot, what, attempt, exc, delay)
         await self.clock.sleep(delay)
 
+    def _held(self, shot: Shot, submitted_at: str | None, error: str) -> None:
+        """A create of the shot got no answer: held (maybe billed), not failed."""
+        self.tally.outcome[shot.id] = "unknown"
+        self.emit(Held(shot=shot.id, submitted_at=submitted_at, error=error))
+
+    def _task_retried(self, shot: Shot, task_id: str, error: str) -> None:
+        """The task failed in a way the relay calls transient: it is created again once."""
+        self.emit(
+            Retried(
+                shot=shot.id,
+                what="create",
+                attempt=self.recreated[shot.id],
+                error=error,
+                delay=0.0,
+                task_id=task_id,
+            )
+        )
+
     def _not_started(self, shot: Shot, reason: str) -> None:
         self.tally.outcome[shot.id] = "not_started"
         self.emit(NotStarted(shot=shot.id, reason=reason))
 
     async def _fail(self, shot: Shot, entry: ManifestEntry, error: str) -> None:
-        await self._write(shot, entry.replace(status="failed", error=error, progress=None))
+        await self._write(shot, _failed_entry(entry, error))
         self.tally.outcome[shot.id] = "failed"
         self.emit(Failed(shot=shot.id, task_id=entry.task_id, error=error))
         advice = failure_advice(error)
@@ -622,8 +652,7 @@ class _Run:
                 )
                 with anyio.CancelScope(shield=True):
                     await self.store.record(shot.id, announced.replace(error=error))
-                self.tally.outcome[shot.id] = "unknown"
-                self.emit(Failed(shot=shot.id, task_id=None, error=error))
+                self._held(shot, sent_at, error)
                 return None
             except ApiError as exc:
                 policy = replace(retry.CREATE, attempts=self.options.create_attempts)
@@ -743,12 +772,8 @@ class _Run:
                 error = state.error or "the task failed (no reason given)"
                 if retry.may_recreate(error, self.recreated.get(shot.id, 0)):
                     self.recreated[shot.id] = self.recreated.get(shot.id, 0) + 1
-                    await self._write(
-                        shot, entry.replace(status="failed", error=error, progress=None)
-                    )
-                    self._retried(
-                        shot, "create", self.recreated[shot.id], ApiError(error), delay=0.0
-                    )
+                    await self._write(shot, _failed_entry(entry, error))
+                    self._task_retried(shot, task_id, error)
                     return _AGAIN
                 await self._fail(shot, entry, error)
                 return None
@@ -960,30 +985,26 @@ class _Run:
         return folder / f"{shot.id}.mp4"
 
     async def _ensure_download(self, shot: Shot, entry: ManifestEntry) -> None:
-        """For an up-to-date shot: fetch the video again only if missing or corrupt."""
+        """For an up-to-date shot: save the video again only if missing or corrupt; from the
+        results cache when it holds the file (no network: the URL may be long dead), else
+        a simulated run makes its clip again, else from the URL."""
         dest = self._destination(shot)
         if entry.download is not None and await anyio.to_thread.run_sync(
             _file_matches, dest, entry.download.size, entry.download.sha256
         ):
             return
-        if entry.video_url:
-            await self._download(shot, entry.video_url)
-            return
-        if entry.download is None:
-            return
-        # A video that came inline has no URL: the cache's copy, if it is there, is all.
-        saved = entry.download
         cache = self.options.cache
-        cached = (
-            await anyio.to_thread.run_sync(
-                cache.video_of, Result("", "", video=saved.sha256, size=saved.size)
-            )
-            if cache is not None
-            else None
-        )
+        cached = None
+        if cache is not None:
+            cached = await anyio.to_thread.run_sync(_cached_video, cache, entry)
+        if cached is None and self.options.placeholder is not None:
+            cached = await self._keep(shot)  # simulated: its URL never held a video
         if cached is not None:
             await self._copy_download(shot, cached)
-        else:
+        elif entry.video_url:
+            await self._download(shot, entry.video_url)
+        elif entry.download is not None:
+            # A video that came inline has no URL: the cache's copy was all.
             self._download_failed(
                 shot,
                 f"{dest} is missing or changed, and its video came inline (no URL to fetch "
@@ -1011,11 +1032,7 @@ class _Run:
                 on_retry=told,
             )
         except ApiError as exc:
-            self._download_failed(
-                shot,
-                f"download failed: {exc.message} (video URLs expire after about 24 hours; "
-                f"`--force --only {shot.id}` makes the video again)",
-            )
+            self._download_failed(shot, f"{exc.message} ({self._dead_url_hint(shot)})")
             return
         except OSError as exc:
             self._download_failed(shot, f"cannot save {dest}: {exc.strerror or exc}")
@@ -1055,10 +1072,31 @@ class _Run:
             )
             await self._remember(shot, result)
 
+    def _dead_url_hint(self, shot: Shot) -> str:
+        """What to do about a video URL that did not serve the video. Its 24-hour life is
+        blamed only when the URL is that old (SPEC: videos "can still be had" till then)."""
+        entry = self.store.get(shot.id)
+        finished = parse_time(entry.finished_at) if entry is not None else None
+        again = f"`--force --only {shot.id}` makes the video again"
+        if finished is not None and datetime.now(timezone.utc) - finished > VIDEO_URL_LIFETIME:
+            assert entry is not None
+            return (
+                f"its URL is from {entry.finished_at}, and video URLs expire after about "
+                f"24 hours; {again}"
+            )
+        return f"the relay did not serve it; a rerun tries again, or {again}"
+
     def _download_failed(self, shot: Shot, error: str) -> None:
-        """The task is done and recorded; only its file is missing: the run fails (exit 1)."""
-        self.emit(Failed(shot=shot.id, task_id=None, error=error))
-        self.tally.outcome[shot.id] = "failed"
+        """The task is done and recorded; only its file is missing. The shot keeps its
+        outcome (completed, up to date, restored); the run exits 1."""
+        self.tally.downloads_failed.append(shot.id)
+        path = str(self._destination(shot))
+        self.emit(DownloadFailed(shot=shot.id, path=path, error=error))
+
+
+def _failed_entry(entry: ManifestEntry, error: str) -> ManifestEntry:
+    """The entry of a shot whose task (or create) failed, stamped with when."""
+    return entry.replace(status="failed", error=error, progress=None, finished_at=utc_now())
 
 
 def _age(stamp: str | None) -> float:
@@ -1085,6 +1123,26 @@ def _save_data_uri(uri: str, dest: Path) -> tuple[int, str]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(dest, content)  # fileio: never through a link planted at dest
     return len(content), hashlib.sha256(content).hexdigest()
+
+
+def _cached_video(cache: Cache, entry: ManifestEntry) -> Path | None:
+    """The results cache's file of an up-to-date entry's video, or None: the file it was
+    downloaded as (by SHA-256), or the cached video of this very task. A file downloaded
+    before is checked whole: the cache hard-links downloads, and a file edited in place
+    is edited in the cache too."""
+    known = entry.download
+    candidates = [] if known is None else [cache.video_path(known.sha256)]
+    record = cache.get(entry.fingerprint)
+    if record is not None and record.task_id is not None and record.task_id == entry.task_id:
+        found = cache.video_of(record)
+        if found is not None:
+            candidates.append(found)
+    for path in candidates:
+        if known is None:
+            return path
+        if _file_matches(path, known.size, known.sha256):
+            return path
+    return None
 
 
 def _file_matches(path: Path, size: int, sha256: str) -> bool:

@@ -38,9 +38,11 @@ from vidu_pipe.events import (
     Completed,
     Created,
     Downloaded,
+    DownloadFailed,
     Event,
     EventSink,
     Failed,
+    Held,
     Interrupted,
     NotStarted,
     Progress,
@@ -88,9 +90,10 @@ Phase = Literal[
     "failed",
     "skipped",
     "not-started",
+    "held",  # a create got no answer: maybe billed, not created again (not failed)
 ]
 
-_DONE: Final = frozenset({"completed", "failed", "skipped", "not-started"})
+_DONE: Final = frozenset({"completed", "failed", "skipped", "not-started", "held"})
 _RUNNING: Final = frozenset({"submitted", "relay-queued", "generating", "downloading"})
 # Display order of active shots: those furthest along first.
 _RANK: Final[dict[str, int]] = {
@@ -222,7 +225,11 @@ class Tracker:
             self._enter(shot, "rate-limited", now, wait=pause)
             self.paused_until = max(self.paused_until or now, now + pause)
         elif isinstance(event, Retried):
-            text = f"{event.what} failed ({event.error}); retry #{event.attempt}"
+            text = (
+                _retried_text(event)
+                if event.task_id is not None
+                else f"{event.what} failed ({event.error}); retry #{event.attempt}"
+            )
             if event.what == "create":
                 self._enter(shot, "retrying", now, wait=event.delay)
             # A query or download retry: the shot stays where it is.
@@ -258,6 +265,13 @@ class Tracker:
                 self._enter(shot, "completed", now, finished=now)
         elif isinstance(event, Failed):
             self._enter(shot, "failed", now, finished=now, note=event.error)
+        elif isinstance(event, DownloadFailed):
+            # The task is done: the shot keeps its outcome, with the error as its note.
+            if shot.phase == "downloading":
+                self._enter(shot, "completed", now, finished=now)
+            shot.note = f"download failed: {event.error}"
+        elif isinstance(event, Held):
+            self._enter(shot, "held", now, finished=now, note=event.error)
         elif isinstance(event, NotStarted):
             self._enter(shot, "not-started", now, finished=now, note=event.reason)
         elif event.settles is not None:
@@ -267,7 +281,7 @@ class Tracker:
     # --- reading ------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
-        """completed, failed, skipped, not_started, running, queued, done, total."""
+        """completed, failed, skipped, not_started, held, running, queued, done, total."""
         with self.lock:
             phases = [s.phase for s in self.shots.values()]
             total = max(self.total, len(phases))
@@ -276,9 +290,10 @@ class Tracker:
                 "failed": phases.count("failed"),
                 "skipped": phases.count("skipped"),
                 "not_started": phases.count("not-started"),
+                "held": phases.count("held"),
                 "running": sum(1 for p in phases if p in _RUNNING),
             }
-            done = out["completed"] + out["failed"] + out["skipped"] + out["not_started"]
+            done = sum(out[k] for k in ("completed", "failed", "skipped", "not_started", "held"))
             out["queued"] = max(0, total - done - out["running"])
             out["done"] = done
             out["total"] = total
@@ -356,6 +371,8 @@ class Tracker:
             return words if left is None else f"{words} ({format_seconds(left)})"
         if phase == "not-started":
             return "not started"
+        if phase == "held":
+            return "held (no answer to its create)"
         if phase == "skipped":
             return "up to date"
         return phase
@@ -388,6 +405,10 @@ def _plain_line(event: Event) -> str | None:
         return f"{shot}: completed in {event.seconds:g} s: {event.video_url}"
     if isinstance(event, Failed):
         return f"{shot}: FAILED: {event.error}"
+    if isinstance(event, Held):
+        return f"{shot}: {_held_text(event)}"
+    if isinstance(event, DownloadFailed):
+        return f"{shot}: download FAILED: {event.error}"
     if isinstance(event, Skipped):
         return f"{shot}: up to date"
     if isinstance(event, Restored):
@@ -397,7 +418,7 @@ def _plain_line(event: Event) -> str | None:
     if isinstance(event, RateLimited):
         return f"{shot}: rate-limited by the relay; all creates pause {event.retry_after:g} s"
     if isinstance(event, Retried):
-        return f"{shot}: {event.what} failed ({event.error}); retrying in {event.delay:g} s"
+        return f"{shot}: {_retried_text(event)}"
     if isinstance(event, Downloaded):
         return f"{shot}: saved {event.path} ({event.size} bytes)"
     if isinstance(event, Waiting):
@@ -410,10 +431,29 @@ def _plain_line(event: Event) -> str | None:
 
 
 def _run_started(event: RunStarted) -> str:
+    # The same words as plan's summary line (restores only when there are some).
+    restore = f"{event.restore} to restore, " if event.restore else ""
     return (
         f"{event.storyboard}: {event.create} to create, {event.resume} to resume, "
-        f"{event.skip} up to date"
+        f"{restore}{event.skip} up to date"
     )
+
+
+def _held_text(event: Held) -> str:
+    when = event.submitted_at or "an unrecorded time"
+    return (
+        f"held: a create was sent at {when} and no answer came: it may be billed; "
+        "--retry-unknown creates it again"
+    )
+
+
+def _retried_text(event: Retried) -> str:
+    if event.task_id is not None:
+        # Not a failed create: the task was made, then failed (the relay refunds it).
+        return (
+            f"the task failed ({event.error}); creating it again once: the relay calls it transient"
+        )
+    return f"{event.what} failed ({event.error}); retrying in {event.delay:g} s"
 
 
 class PlainPrinter:
@@ -565,6 +605,8 @@ class LiveView:
                 tally.append(f"  = {counts['skipped']} up to date", style="dim")
             if counts["not_started"]:
                 tally.append(f"  ○ {counts['not_started']} not started", style="yellow")
+            if counts["held"]:
+                tally.append(f"  ? {counts['held']} held (maybe billed)", style="yellow")
             if t.paused_until is not None and t.paused_until > now:
                 tally.append(
                     f"  relay busy: creates paused {format_seconds(t.paused_until - now)}",
@@ -629,6 +671,16 @@ class LiveSink:
             text = Text("↓ ", style="magenta")
             text.append(event.shot, style="bold")
             text.append(f" saved {event.path} ({event.size} bytes)", style="dim")
+            return text
+        if isinstance(event, Held):
+            text = Text("? ", style="yellow")
+            text.append(event.shot, style="bold")
+            text.append(f" {_held_text(event)}", style="yellow")
+            return text
+        if isinstance(event, DownloadFailed):
+            text = Text("✗ ", style="red")
+            text.append(event.shot, style="bold")
+            text.append(f" download failed: {event.error}", style="red")
             return text
         if isinstance(event, NotStarted):
             text = Text("○ ", style="yellow")
