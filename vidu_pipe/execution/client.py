@@ -551,14 +551,15 @@ class ViduClient:
                 f"{action}: HTTP {status} redirect to {where}; check the base URL",
                 status_code=status,
             )
-        if op == "download":
-            raise ApiError(
-                f"{action}: {detail}",
-                status_code=status,
-                code=code,
-                retryable=transient,
-                retry_after=retry_after if transient else None,
-            )
+        plain = ApiError(
+            f"{action}: {detail}",
+            status_code=status,
+            code=code,
+            retryable=transient,
+            retry_after=retry_after if transient else None,
+        )
+        if op == "download":  # a video host: none of the relay's key or quota answers apply
+            raise plain
         if status == 401:
             raise AuthError(f"the relay refused the API key ({detail}); check VIDU_API_KEY")
         if status == 403:
@@ -578,13 +579,7 @@ class ViduClient:
                     status_code=status,
                     code=code,
                 )
-        raise ApiError(
-            f"{action}: {detail}",
-            status_code=status,
-            code=code,
-            retryable=transient,
-            retry_after=retry_after if transient else None,
-        )
+        raise plain
 
     def _error_details(self, response: httpx.Response) -> tuple[str, str | None, bool]:
         """(message, code, whether the body is the relay's own error body), scrubbed.

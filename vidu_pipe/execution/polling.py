@@ -302,7 +302,9 @@ class PollSchedule:
 
     # --- estimates --------------------------------------------------------------------
 
-    def _rate(self) -> float | None:
+    def _last_move(self) -> tuple[float, float, float, float] | None:
+        """(time of the last reading, its progress, percent moved since the reading before,
+        seconds between the two), when progress moved forward; None otherwise."""
         samples = self._samples
         if not samples:
             return None
@@ -310,27 +312,23 @@ class PollSchedule:
         if len(samples) >= 2:
             t1, p1 = samples[-2]
         else:
+            # One reading: the task started after it was last seen queued.
             t1 = self._last_queued if self._last_queued is not None else self.started
             p1 = 0
         if t2 <= t1 or p2 <= p1:
             return None
-        return (p2 - p1) / (t2 - t1)
+        return t2, p2, p2 - p1, t2 - t1
+
+    def _rate(self) -> float | None:
+        move = self._last_move()
+        return None if move is None else move[2] / move[3]
 
     def _estimate(self) -> tuple[float, float] | None:
-        samples = self._samples
-        if not samples:
+        move = self._last_move()
+        if move is None:
             return None
-        t2, p2 = samples[-1]
-        if len(samples) >= 2:
-            t1, p1 = samples[-2]
-            moved = p2 - p1
-        else:
-            # One reading: the task started after it was last seen queued.
-            t1 = self._last_queued if self._last_queued is not None else self.started
-            p1, moved = 0, p2
-        if t2 <= t1 or moved <= 0:
-            return None
-        rate = moved / (t2 - t1)  # percent per second
+        t2, p2, moved, took = move
+        rate = moved / took  # percent per second
         remaining = (100 - p2) / rate
         # Progress is a whole percent: each reading may be up to 1 below the truth.
         uncertainty = remaining / moved + 1.0 / rate
