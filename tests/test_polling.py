@@ -17,7 +17,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vidu_pipe.execution.polling import PaceBook, PollSchedule, load_pace, pace_path, save_pace
+from vidu_pipe.execution.polling import (
+    Known,
+    PaceBook,
+    PollSchedule,
+    load_pace,
+    pace_path,
+    save_pace,
+)
 
 MAX_QUERIES = 10
 MAX_LAG = 0.05  # of the task's generation time
@@ -165,8 +172,10 @@ def test_without_progress_the_wait_grows_but_never_beyond_the_tasks_age(
         schedule.observe(now, status, None)
     assert waits == sorted(waits)
     # A task that never moves is queried less and less often: while queued the waits
-    # double up to 30 s; while generating they grow with its age (1.3x per query).
-    assert waits[-1] >= min(longest, 0.3 * (now - waits[-1]) - 1e-9, 5.0 * 8)
+    # double up to 30 s; while generating they grow with its age (1.3x per query), counted
+    # from the start of generation: here between the create and the first answer, at 5 s.
+    start = 0.0 if status == "queued" else 2.5
+    assert waits[-1] >= min(longest, 0.3 * (now - waits[-1] - start) - 1e-9, 5.0 * 8)
 
 
 def test_progress_readings_shorten_the_wait_to_the_expected_finish() -> None:
@@ -211,7 +220,7 @@ def poll_task(
     answer: Callable[[float, int], tuple[str, int | None]],
     *,
     interval: float = 5.0,
-    pace: tuple[float, float, float] | None = None,
+    pace: Known | None = None,
     wakes: Callable[[int], bool] = lambda _: False,
 ) -> Outcome:
     """Drive a PollSchedule against a task done at ``duration``; ``answer(now, n)`` gives
@@ -274,14 +283,15 @@ def test_fixed_and_backwards_progress_are_detected() -> None:
 
 @pytest.mark.parametrize("duration", [60.0, 240.0, 600.0])
 def test_a_learned_pace_finds_a_task_without_progress_in_a_few_queries(duration: float) -> None:
-    pace = (0.99 * duration, duration, 1.01 * duration)
+    pace = Known(generating=(0.99 * duration, duration, 1.01 * duration))
     outcome = poll_task(duration, lambda now, n: ("in_progress", None), pace=pace)
     assert outcome.queries <= 6, outcome
     assert outcome.lag <= 0.05 * duration, outcome
 
 
 def test_a_task_slower_than_its_pace_is_still_seen_soon() -> None:
-    outcome = poll_task(400.0, lambda now, n: ("in_progress", 30), pace=(190.0, 200.0, 210.0))
+    pace = Known(generating=(190.0, 200.0, 210.0))
+    outcome = poll_task(400.0, lambda now, n: ("in_progress", 30), pace=pace)
     assert outcome.lag <= 0.15 * 400.0, outcome
     assert outcome.queries <= 25, outcome
 
@@ -318,7 +328,9 @@ def test_tasks_of_one_kind_interleave_their_queries() -> None:
     ),
     pace=st.one_of(
         st.none(),
-        st.floats(min_value=0.5, max_value=3000.0).map(lambda p: (0.8 * p, p, 1.2 * p)),
+        st.floats(min_value=0.5, max_value=3000.0).map(
+            lambda p: Known(generating=(0.8 * p, p, 1.2 * p), total=(p, 1.1 * p, 2 * p))
+        ),
     ),
     wake_every=st.integers(min_value=0, max_value=5),
 )
@@ -326,7 +338,7 @@ def test_no_task_up_to_30_minutes_costs_more_than_40_queries(
     duration: float,
     interval: float,
     answers: list[tuple[str, int | None]],
-    pace: tuple[float, float, float] | None,
+    pace: Known | None,
     wake_every: int,
 ) -> None:
     """Whatever the relay answers, whatever was learned, whatever the poll interval."""
@@ -372,10 +384,12 @@ def test_the_pace_is_kept_between_runs(tmp_path: Path) -> None:
     [
         "not json",
         "[" * 100_000,
-        '{"version": 1, "relays": {"https://relay": {"k": {"seconds": "NaN"}}}}',
-        '{"version": 1, "relays": {"https://relay": {"k": {"seconds": 1e999}}}}',
-        '{"version": 2, "relays": {}}',
-        '{"version": 1, "relays": {"https://relay": {"k": {"seconds": -5, "n": 1}}}}',
+        '{"version": 2, "relays": {"https://relay": {"k": {"seconds": "NaN"}}}}',
+        '{"version": 2, "relays": {"https://relay": {"k": {"seconds": 1e999}}}}',
+        '{"version": 3, "relays": {}}',
+        '{"version": 2, "relays": {"https://relay": {"k": {"seconds": -5, "n": 1}}}}',
+        # Version 1 kept create-to-done times (queue included): not generating times.
+        '{"version": 1, "relays": {"https://relay": {"k": {"seconds": 60, "n": 1}}}}',
     ],
 )
 def test_a_corrupt_pace_file_is_ignored(tmp_path: Path, content: str) -> None:

@@ -1011,7 +1011,7 @@ async def test_a_corrupt_pace_file_is_ignored_and_replaced(tmp_path: Path) -> No
     (tmp_path / ".vidu-pipe" / "pace.json").write_text("{not json")
     out = await go(path, make_sim(profile="new-api"), poll_interval=5.0)
     assert out.result.exit_code == 0
-    assert json.loads((tmp_path / ".vidu-pipe" / "pace.json").read_text())["version"] == 1
+    assert json.loads((tmp_path / ".vidu-pipe" / "pace.json").read_text())["version"] == 2
 
 
 @pytest.mark.anyio

@@ -73,6 +73,12 @@ BUDGET: Final = 30
 _LATE_BUDGET: Final = 34
 
 _QUEUED_CAP = 6
+#: With the pace known, a queued wait may grow to this share of the time queued so far.
+_QUEUED_SHARE: Final = 1 / 3
+#: With the pace known, the start of generation is bracketed to this share of the length.
+_START_SHARE: Final = 0.1
+#: Tasks of a known pace at least this long get one look at half of it (for the display).
+_HALF_LOOK: Final = 120.0
 #: Growth of the waits when nothing is known: each query at this multiple of the last one's age.
 _RATIO: Final = 1.3
 _LOG_RATIO: Final = math.log(_RATIO)
@@ -109,19 +115,66 @@ def _van_der_corput(n: int) -> float:
     return result
 
 
+Range = tuple[float, float, float]  # (fastest, typical, slowest) seconds
+
+
+@dataclass(frozen=True)
+class Known:
+    """What is known of a kind of task when one of them is polled.
+
+    - ``generating``: seconds from the start of generation to done (fastest, typical,
+      slowest); learned in this run or kept from earlier ones (it does not depend on how
+      busy the account is, so it travels between runs).
+    - ``total``: seconds from create to done, learned in this run only (it includes the
+      queue, which depends on the moment).
+    - ``queue``: the shortest time from create to generating seen in this run.
+    """
+
+    generating: Range | None = None
+    total: Range | None = None
+    queue: float | None = None
+
+    @property
+    def length(self) -> float:
+        """The typical generating time (else the typical create-to-done time)."""
+        if self.generating is not None:
+            return self.generating[1]
+        assert self.total is not None
+        return self.total[1]
+
+
+def _range(brackets: list[tuple[float, float]]) -> Range:
+    """What brackets (each: the finish lies between ``low`` and ``high``) say together. Tasks
+    of one kind take about as long: when every bracket overlaps, their common part; when
+    they do not (the lengths differ), from the fastest middle to the slowest."""
+    low = max(b[0] for b in brackets)
+    high = min(b[1] for b in brackets)
+    if low <= high:
+        return low, (low + high) / 2, high
+    middles = [(lo + hi) / 2 for lo, hi in brackets]
+    return min(middles), statistics.median(middles), max(middles)
+
+
 @dataclass
 class _Pace:
-    run: list[float] = field(default_factory=list)  # done ages seen in this run
+    total: list[tuple[float, float]] = field(default_factory=list)  # create -> done brackets
+    generating: list[tuple[float, float]] = field(default_factory=list)  # start -> done
     history: tuple[float, float, int] | None = None  # (median, spread, runs) from earlier runs
     members: int = 0
-    negatives: float = 0.0  # the oldest age at which a task of the kind was not done yet
+    total_negative: float = 0.0  # the oldest age at which a task of the kind was not done
+    generating_negative: float = 0.0  # the same, counted from the task's first "generating"
+    queue: float | None = None  # the shortest queue seen (its lower bound)
 
 
 class PaceBook:
-    """What a run knows of how long each kind of task takes, from create to done.
+    """What a run knows of how long each kind of task takes.
 
-    ``history`` (from :func:`load_pace`) maps a kind to ``(median seconds, spread, count)``;
-    what this run sees wins over it. Times are run seconds.
+    A task seen done brackets its own times: it finished after its last "not done" answer
+    and before the "done" one; it started generating after its last "queued" answer and
+    before its first "generating" one. Those brackets, and the "not done" answers of the
+    other tasks of its kind (tasks of one kind take about as long), are what is learned.
+    ``history`` (from :func:`load_pace`) maps a kind to ``(median generating seconds,
+    spread, count)``; what this run sees wins over it. Times are run seconds.
     """
 
     def __init__(self, history: Mapping[str, tuple[float, float, int]] | None = None) -> None:
@@ -139,41 +192,73 @@ class PaceBook:
         pace.members += 1
         return offset
 
-    def not_done(self, kind: str, age: float) -> None:
-        """A task of ``kind`` was asked at ``age`` and was not done."""
-        pace = self._get(kind)
-        pace.negatives = max(pace.negatives, age)
+    def schedule(self, kind: str, interval: float, started: float) -> PollSchedule:
+        """The schedule of a new task of ``kind`` created (or resumed) at ``started``."""
+        offset = self.join(kind)
+        return PollSchedule(interval, started=started, offset=offset, pace=self.expected(kind))
 
-    def done(self, kind: str, age: float, last_negative: float | None) -> None:
-        """A task of ``kind`` was seen done at ``age``; its own last query before was at
-        ``last_negative``. The finish lies between the latest "not done" of the kind (tasks
-        of one kind started together finish together) and ``age``: learn the middle."""
+    def not_done(self, kind: str, schedule: PollSchedule, now: float) -> None:
+        """A task of ``kind`` answered at ``now`` and was not done."""
         pace = self._get(kind)
-        lower = last_negative if last_negative is not None else 0.0
-        if pace.negatives < age:
-            lower = max(lower, pace.negatives)
-        pace.run.append((lower + age) / 2 if lower > 0 else age)
+        pace.total_negative = max(pace.total_negative, now - schedule.started)
+        running = schedule.running_from
+        if running is not None:
+            pace.generating_negative = max(pace.generating_negative, now - running)
 
-    def expected(self, kind: str) -> tuple[float, float, float] | None:
-        """(fastest, typical, slowest) done age known for ``kind``, or None."""
+    def done(self, kind: str, schedule: PollSchedule, now: float) -> None:
+        """A task of ``kind`` was seen done at ``now``: learn its brackets."""
+        pace = self._get(kind)
+        created, last = schedule.started, schedule.last_query
+        age = now - created
+        low = last - created if last is not None else 0.0
+        if pace.total_negative < age:
+            low = max(low, pace.total_negative)
+        pace.total.append((low, age))
+        running = schedule.running_from
+        if running is None:
+            return
+        start = schedule.queued_until
+        pace.queue = start - created if pace.queue is None else min(pace.queue, start - created)
+        high = now - start
+        low = last - running if last is not None and last >= running else 0.0
+        if pace.generating_negative < high:
+            low = max(low, pace.generating_negative)
+        pace.generating.append((low, high))
+
+    def expected(self, kind: str) -> Known | None:
+        """What is known of ``kind``, or None."""
         pace = self._kinds.get(kind)
         if pace is None:
             return None
-        if pace.run:
-            return min(pace.run), statistics.median(pace.run), max(pace.run)
-        if pace.history is not None:
+        generating: Range | None = None
+        if pace.generating:
+            generating = _range(pace.generating)
+        elif pace.history is not None:
             median, spread, _ = pace.history
-            return median - spread, median, median + spread
-        return None
+            generating = (median - spread, median, median + spread)
+        total = None
+        if pace.total:
+            # Create-to-done times include queues of any length: their whole range.
+            middles = [(lo + hi) / 2 for lo, hi in pace.total]
+            total = (
+                min(lo for lo, _ in pace.total),
+                statistics.median(middles),
+                max(hi for _, hi in pace.total),
+            )
+        if generating is None and total is None:
+            return None
+        return Known(generating, total, pace.queue)
 
     def summary(self) -> dict[str, tuple[float, float, int]]:
-        """Every kind with something learned: (median, spread, count), history merged."""
+        """Every kind with a generating time learned: (median, spread, count), history
+        merged."""
         out: dict[str, tuple[float, float, int]] = {}
         for kind, pace in self._kinds.items():
-            if pace.run:
-                median = statistics.median(pace.run)
-                spread = (max(pace.run) - min(pace.run)) / 2
-                count = len(pace.run)
+            if pace.generating:
+                middles = [(lo + hi) / 2 for lo, hi in pace.generating]
+                median = statistics.median(middles)
+                spread = (max(middles) - min(middles)) / 2
+                count = len(middles)
                 if pace.history is not None:
                     # The past counts, but what was just seen weighs as much as up to ten runs.
                     old, old_spread, old_count = pace.history
@@ -192,16 +277,17 @@ class PollSchedule:
     """The polling policy for one task; feed it every answer, ask it for the next delay.
 
     ``started`` is when the task was created (or resumed); ``offset`` its place among the
-    tasks of its kind (see :meth:`PaceBook.join`); ``pace`` what is known of its kind, as
-    (fastest, typical, slowest) seconds from create to done.
+    tasks of its kind (see :meth:`PaceBook.join`); ``pace`` what is known of its kind
+    (:class:`Known`).
     """
 
     interval: float
     started: float
     offset: float = 0.0
-    pace: tuple[float, float, float] | None = None
+    pace: Known | None = None
     queries: int = 0
     _last_queued: float | None = None
+    _queued_until: float | None = None  # the last "queued" answer before generating
     _first_running: float | None = None
     _samples: list[tuple[float, int]] | None = None
     _readings: int = 0  # progress readings while generating
@@ -216,6 +302,17 @@ class PollSchedule:
     _told_finish: tuple[float, float] | None = None
     _half_looked: bool = False
 
+    @property
+    def running_from(self) -> float | None:
+        """When the task was first seen generating (it started at or before then)."""
+        return self._first_running
+
+    @property
+    def queued_until(self) -> float:
+        """When the task was last seen queued before generating (it started after then);
+        its create when it never was."""
+        return self._queued_until if self._queued_until is not None else self.started
+
     # --- what the relay said ----------------------------------------------------------
 
     def observe(self, now: float, status: str, progress: int | None) -> None:
@@ -228,6 +325,8 @@ class PollSchedule:
             self._recent.popleft()
         if status == "queued":
             self._last_queued = now
+            if self._first_running is None:
+                self._queued_until = now
             return
         if self._first_running is None:
             # Generating now: the waits grow again from the interval, from here.
@@ -278,7 +377,7 @@ class PollSchedule:
             if now > finish + max(0.15 * length, 2 * self.interval):
                 self._untrusted = "misleading"  # it said done long ago; it is not
 
-    def wake(self, pace: tuple[float, float, float] | None) -> None:
+    def wake(self, pace: Known | None) -> None:
         """A task of the same kind finished: take the pace learned, and look again soon."""
         if pace is not None:
             self.pace = pace
@@ -363,25 +462,72 @@ class PollSchedule:
         return self._bounded(now, self._wanted(now))
 
     def _wanted(self, now: float) -> float:
-        if self.queries == 0 and self.pace is None:
-            return self._geometric(now, first=True)
+        if self.queries == 0:
+            return self._first_wait()
         if self._woken:
+            # A task of the kind finished: with the pace now known, the rules below aim at
+            # the window it gives (at once when the task is already in it).
             self._woken = False
-            if self.pace is None or now - self.started >= 0.97 * self.pace[0]:
+            if self.pace is None:
                 return 0.0
         if self.estimate() is not None:
             return self._by_progress(now)
+        if self._first_running is None:
+            return self._queued(now)
         if self.pace is not None:
             aimed = self._by_pace(now)
             if aimed is not None:
                 return aimed
-        if self._first_running is None and self.queries:
-            # Still queued: the waits double (never beyond the task's age), and stop growing
-            # at six intervals (30 s by default): the task may be short once it starts.
-            age = max(now - self.started, self.interval)
-            doubled = self.interval * math.exp(min(self._phase_queries - 1, 40) * math.log(2))
-            return min(doubled, age, _QUEUED_CAP * self.interval)
         return self._geometric(now)
+
+    def _precision(self) -> float:
+        """How closely the start of generation is worth bracketing, given what is known:
+        a tenth of the task's length (so the learned length places the finish within a
+        few percent)."""
+        assert self.pace is not None
+        return max(MIN_GAP, _START_SHARE * self.pace.length)
+
+    def _first_wait(self) -> float:
+        """One interval, unless the pace says tasks of the kind are short: then about when
+        the fastest queue seen ends (or a tenth of the length), to bracket the start."""
+        if self.pace is None:
+            return self.interval
+        precision = self._precision()
+        queue = self.pace.queue
+        return min(self.interval, precision if queue is None else max(queue, precision))
+
+    def _queued(self, now: float) -> float:
+        """Still queued: the waits double (never beyond the task's age) and stop growing at
+        six intervals (30 s by default) since the task may be short once it starts; when
+        the pace is known, at a tenth of its length (:meth:`_precision`) or a third of the
+        time queued so far, whichever is longer."""
+        age = max(now - self.started, self.interval)
+        doubled = self.interval * math.exp(min(self._phase_queries - 1, 40) * math.log(2))
+        if self.pace is None:
+            return min(doubled, age, _QUEUED_CAP * self.interval)
+        # The pace known: a long queue (an account's tasks beyond its cap wait for the
+        # others) costs a logarithmic number of looks, the waits growing with the time
+        # queued so far.
+        return min(doubled, age, max(self._precision(), _QUEUED_SHARE * age))
+
+    def _window(self) -> tuple[float, float, float] | None:
+        """(earliest, latest) time the task can finish by what is known, and the length
+        that sets the steps; None when nothing places it yet.
+
+        Its start + the generating times, when it has been seen generating (the start lies
+        between the last "queued" answer and the first "generating" one); else its create
+        + the create-to-done times of this run (those include queues of any length)."""
+        known = self.pace
+        assert known is not None
+        if known.generating is not None and self._first_running is not None:
+            low = self.queued_until + known.generating[0]
+            high = self._first_running + known.generating[2]
+        elif known.total is not None:
+            low, high = self.started + known.total[0], self.started + known.total[2]
+        else:
+            return None
+        length = known.length
+        return low - 0.01 * length, high, length
 
     def _grid(self, x: float) -> float:
         """The age of point ``x`` of the grid every task of a kind shares: one interval apart
@@ -397,50 +543,53 @@ class PollSchedule:
             return age / self.interval - 1.0
         return _KNEE + math.log(age / knee) / _LOG_RATIO
 
-    def _geometric(self, now: float, *, first: bool = False) -> float:
-        """To this task's next point on the kind's grid (see :meth:`_grid`): each query at
-        about 1.3x the age of the one before, at least one interval later, never more than
-        doubling the age."""
-        age = max(now - self.started, 0.0)
-        if first:
-            # Everyone's first look is one interval in (a short task with real progress
-            # needs it); the offsets interleave the queries from the second on.
-            return self.interval
+    def _geometric(self, now: float) -> float:
+        """To this task's next point on the kind's grid (see :meth:`_grid`), counted from
+        the start of generation (the middle of its bracket): each query at about 1.3x the
+        age of the one before, at least one interval later, never more than doubling the
+        age. Tasks of a kind started together then look at every 7% of their age."""
+        running = self._first_running
+        anchor = self.started if running is None else (self.queued_until + running) / 2
+        age = max(now - anchor, 0.0)
         k = math.ceil(self._grid_index(age + 0.5 * self.interval) - self.offset)
         target = self._grid(k + self.offset)
         return max(min(target - age, max(age, self.interval)), self.interval)
 
     def _by_pace(self, now: float) -> float | None:
-        """Aim at the learned pace; None once the task is past the slowest known."""
-        assert self.pace is not None
-        fastest, typical, slowest = self.pace
-        age = now - self.started
-        # From just before the fastest seen (by 3%, or one interval for short tasks) to just
-        # after the slowest: a wide spread (tasks of one kind queue for different times) is
-        # covered in about six looks.
-        early = self.interval if fastest < 6 * self.interval else 0.03 * fastest
-        start = max(fastest - early - 0.5 * (slowest - fastest), 0.0)
-        end = 1.03 * slowest
-        step = max(
-            0.02 * typical, min(self.interval / 5, 0.05 * typical), MIN_GAP, (end - start) / 6
-        )
-        end += step
-        if age >= 2.0 * slowest + self.interval:
-            return None  # far slower than ever seen: something else is going on
-        if age >= end:
+        """Aim at the window the pace places the finish in; None once the task is far past
+        it (something else is going on: back to the geometric rule)."""
+        found = self._window()
+        if found is None:
+            return None
+        low, high, length = found
+        width = high - low
+        # Through the window every 4.5% of the length or closer (a third of it), but
+        # at most about eight looks: a wide window is covered more coarsely.
+        step = min(max(width / 3, MIN_GAP, 0.01 * length), 0.045 * length)
+        step = max(step, width / 8)
+        if now >= high + length + self.interval:
+            return None
+        if now >= high:
             # Slower than any seen so far: keep looking, less often the further past.
-            return max(step, 0.2 * (age - start))
-        if age < start:
-            half = 0.5 * typical
+            return max(step, 0.2 * (now - low))
+        if now < low:
+            reference = self._first_running if self._first_running is not None else self.started
+            half = reference + 0.5 * length
             if (
                 not self._half_looked
-                and age < half - self.interval
-                and typical > 24 * self.interval
+                and now < half - self.interval
+                and length > max(24 * self.interval, _HALF_LOOK)
             ):
+                # One look at half the length: status for the display, early failures.
                 self._half_looked = True
-                return half - age
-            return start - age
-        return step
+                return half - now
+            return low - now
+        # In the window: at once on entering it (or on being woken into it), then a step
+        # after the last look.
+        last = self._last_query
+        if last is None or last < low:
+            return 0.0
+        return max(last + step - now, 0.0)
 
     def _by_progress(self, now: float) -> float:
         found = self.estimate()
@@ -485,7 +634,9 @@ class PollSchedule:
 
 # --- the pace, kept between runs ------------------------------------------------------------
 
-_PACE_VERSION: Final = 1
+#: 2: ``seconds`` is the generating time (start to done). Version 1 kept create-to-done
+#: times, queue included; such a file is ignored (the pace is only a hint).
+_PACE_VERSION: Final = 2
 
 
 def pace_path(storyboard: Path) -> Path:
@@ -579,8 +730,7 @@ class Pacer:
 
     def schedule(self, kind: str, interval: float, started: float) -> PollSchedule:
         """A new task of ``kind`` created (or resumed) at ``started``."""
-        offset = self.book.join(kind)
-        return PollSchedule(interval, started=started, offset=offset, pace=self.book.expected(kind))
+        return self.book.schedule(kind, interval, started)
 
     async def sleep(self, kind: str, schedule: PollSchedule, until: float) -> None:
         """Sleep until run time ``until``, or less when a task of ``kind`` finishes meanwhile
@@ -598,14 +748,11 @@ class Pacer:
 
     def not_done(self, kind: str, schedule: PollSchedule, now: float) -> None:
         """A task of ``kind`` answered and is not done."""
-        self.book.not_done(kind, now - schedule.started)
+        self.book.not_done(kind, schedule, now)
 
     def done(self, kind: str, schedule: PollSchedule, now: float) -> None:
         """A task of ``kind`` was seen completed at ``now``: learn, and wake its kind."""
-        last = schedule.last_query
-        self.book.done(
-            kind, now - schedule.started, None if last is None else last - schedule.started
-        )
+        self.book.done(kind, schedule, now)
         self.learned = True
         event = self._events.pop(kind, None)
         if event is not None:
