@@ -190,4 +190,6 @@ def test_queues_of_different_lengths_cost_little_once_the_pace_is_known(
     assert statistics.mean(q for run in first_q for q in run) <= 10
     assert statistics.median(statistics.median(run) for run in first_l) <= 0.05
     assert max(max(run) for run in again_l) <= 0.05
-    assert statistics.mean(q for run in again_q for q in run) <= 7.5
+    # 10 s tasks queued 1-5 s: the start must be found to within 5% of the task, which
+    # costs a look per half second of queue: about 7.5 a task (the rest: 4-6).
+    assert statistics.mean(q for run in again_q for q in run) <= 8

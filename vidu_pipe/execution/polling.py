@@ -255,8 +255,10 @@ class PaceBook:
         out: dict[str, tuple[float, float, int]] = {}
         for kind, pace in self._kinds.items():
             if pace.generating:
+                # What the brackets say together (each one alone is lopsided: the "done" is
+                # seen promptly, the last "not done" may be long before).
+                _, median, _ = _range(pace.generating)
                 middles = [(lo + hi) / 2 for lo, hi in pace.generating]
-                median = statistics.median(middles)
                 spread = (max(middles) - min(middles)) / 2
                 count = len(middles)
                 if pace.history is not None:

@@ -263,6 +263,9 @@ class _Run:
         self.pacer = Pacer(PaceBook({}), self.clock)
         #: Creates again after a failure the relay called transient, per shot.
         self.recreated: dict[str, int] = {}
+        # When each create was sent (run clock): the task cannot start before it, so the pace
+        # is counted from there, not from after its answer and its write to disk.
+        self.create_sent: dict[str, float] = {}
         #: Task ids the relay gave that could not be recorded (a full disk): shot -> id.
         self.unknown_ids: dict[str, str] = {}
         #: The manifest cannot be written: no more creates (polling goes on).
@@ -626,6 +629,7 @@ class _Run:
                 # Shielded: once a create is announced, neither Ctrl-C nor a refused key
                 # elsewhere may drop its answer before the task id is on disk.
                 with anyio.CancelScope(shield=True):
+                    self.create_sent[shot.id] = self.clock.now()
                     state = await self.client.create(shot.request)
                     entry = announced.replace(status="submitted", task_id=state.task_id, error=None)
                     try:
@@ -705,7 +709,11 @@ class _Run:
         kind = kind_of(shot.request)
         # A resumed task's age counts from its create, so that the pace learned applies
         # (the stamp has whole seconds: only worth it for a task created in an earlier run).
-        created = start - (_age(entry.submitted_at) / self.clock.scale if resumed else 0.0)
+        sent = self.create_sent.pop(shot.id, None)
+        if resumed or sent is None:
+            created = start - (_age(entry.submitted_at) / self.clock.scale if resumed else 0.0)
+        else:
+            created = sent
         schedule = self.pacer.schedule(kind, self.options.poll_interval, created)
         failures = 0
         no_url = 0
