@@ -22,6 +22,7 @@ Takes about four minutes on two cores (printed in the order 1, 2, 4, 3).
 
 from __future__ import annotations
 
+import argparse
 import math
 import statistics
 import sys
@@ -304,8 +305,7 @@ async def manifest_bytes(n: int, scale: float) -> dict[str, float]:
 # --- report --------------------------------------------------------------------------------
 
 
-def main() -> int:
-    total = time.monotonic()
+def part1() -> None:
     print("1. makespan of 500 shots (run seconds; bound = max(N/R*60, ceil(N/C)*T))")
     print(
         f"   {'R/min':>5} {'C':>3} {'T':>5} {'bound':>7} {'makespan':>9} {'ratio':>6}"
@@ -323,7 +323,8 @@ def main() -> int:
         f" ~{0.001 / SCALE:g} run s, which widens the create spacing above 60/R)"
     )
 
-    print()
+
+def part2() -> None:
     print("2. queries per task and detection lag, --poll-interval 5 (3 tasks per duration)")
     spans_a = (10.0, 20.0, 30.0, 60.0, 120.0, 180.0)
     spans_b = (45.0, 90.0, 240.0, 300.0, 450.0, 600.0)
@@ -344,7 +345,8 @@ def main() -> int:
                 f" {100 * max(p.lags) / p.duration:>9.1f}"
             )
 
-    print()
+
+def part4() -> None:
     print("4. per relay profile: 12 shots of one kind, concurrency 4, --poll-interval 1 for")
     print("   tasks under 60 s and 5 from 60 s; queries per task (mean / max) and detection lag")
     print("   (% of the task's generating time, median / worst); first run, then a rerun with")
@@ -378,7 +380,8 @@ def main() -> int:
                     f" {again.lag_percent('max'):>7.1f}%"
                 )
 
-    print()
+
+def part3() -> None:
     print("3. manifest bytes written for 2,000 shots (create, progress, completion each)")
     b = anyio.run(manifest_bytes, 2000, 0.001)
     print(
@@ -387,6 +390,20 @@ def main() -> int:
         f" records, {b['compactions']:.0f} compactions, {b['syncs']:,.0f} fsyncs;"
         f" {b['real']:.1f} s real"
     )
+
+
+PARTS = {"1": part1, "2": part2, "3": part3, "4": part4}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", default="1,2,4,3", help="which parts, in order (1,2,4,3)")
+    args = parser.parse_args(argv)
+    total = time.monotonic()
+    for n, name in enumerate(args.parts.split(",")):
+        if n:
+            print()
+        PARTS[name.strip()]()
     print()
     print(f"total {time.monotonic() - total:.0f} s real")
     return 0

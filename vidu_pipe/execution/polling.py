@@ -565,9 +565,9 @@ class PollSchedule:
             return None
         low, high, length = found
         width = high - low
-        # Through the window every 4.5% of the length or closer (a third of it), but
+        # Through the window every 4% of the length or closer (a third of it), but
         # at most about eight looks: a wide window is covered more coarsely.
-        step = min(max(width / 3, MIN_GAP, 0.01 * length), 0.045 * length)
+        step = min(max(width / 3, MIN_GAP, 0.01 * length), 0.04 * length)
         step = max(step, width / 8)
         if now >= high + length + self.interval:
             return None
