@@ -193,3 +193,21 @@ def test_queues_of_different_lengths_cost_little_once_the_pace_is_known(
     # 10 s tasks queued 1-5 s: the start must be found to within 5% of the task, which
     # costs a look per half second of queue: about 7.5 a task (the rest: 4-6).
     assert statistics.mean(q for run in again_q for q in run) <= 8
+
+
+def test_a_task_resumed_long_after_its_create_is_still_found_soon() -> None:
+    """A task created an hour ago in an earlier run, generating when first asked: its start
+    may lie anywhere in that hour, but it finishes within the slowest pace of the first
+    answer, so the looks cover that much (in about eight steps), not the hour."""
+    pace = Known(generating=(170.0, 180.0, 190.0))
+    schedule = PollSchedule(5.0, started=-3600.0, pace=pace)
+    finish = 120.0  # it started 60 s before this run asked
+    now, queries = 0.0, 0
+    while True:
+        now += schedule.next_delay(now)
+        queries += 1
+        if now >= finish:
+            break
+        schedule.observe(now, "in_progress", None)
+    assert now - finish <= 190.0 / 8, (queries, now - finish)
+    assert queries <= 12, queries

@@ -522,7 +522,9 @@ class PollSchedule:
         known = self.pace
         assert known is not None
         if known.generating is not None and self._first_running is not None:
-            low = self.queued_until + known.generating[0]
+            # Not done when first seen generating, either: a task resumed long after its
+            # create may have started at any time since, but finishes after that answer.
+            low = max(self.queued_until + known.generating[0], self._first_running)
             high = self._first_running + known.generating[2]
         elif known.total is not None:
             low, high = self.started + known.total[0], self.started + known.total[2]
