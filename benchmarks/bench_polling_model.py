@@ -31,7 +31,10 @@ SPANS = (10.0, 20.0, 30.0, 60.0, 180.0, 600.0)
 
 
 def answer(profile: str, now: float, start: float, span: float) -> tuple[str, int | None]:
-    """(status, progress) as the client reads the profile's answer for a task not done."""
+    """(status, progress) as the client reads the profile's answer for a task not done.
+    ``queued-only``: a relay that says "queued" until the task is done."""
+    if profile == "queued-only":
+        return "queued", None
     if now < start:
         return "queued", None if profile == "vidu" else 0
     if profile == "seed":
@@ -99,6 +102,7 @@ def simulate(
         schedule = task.schedule
         if now >= task.finish:
             task.seen, task.waiting = now, False
+            # As Pacer.done: learn, and wake the tasks of the kind.
             book.done(KIND, schedule, now)
             for j, other in enumerate(tasks):
                 if other.waiting:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from vidu_pipe.execution.polling import (
     Known,
+    Learned,
     PaceBook,
     PollSchedule,
     load_pace,
@@ -372,10 +373,10 @@ def test_the_pace_is_kept_between_runs(tmp_path: Path) -> None:
     path = pace_path(tmp_path / "board.yaml")
     assert path == tmp_path / ".vidu-pipe" / "pace.json"
     assert load_pace(path, "https://relay") == {}
-    save_pace(path, "https://relay", {"k": (120.0, 5.0, 3)})
-    save_pace(path, "https://other", {"k": (60.0, 1.0, 1)})
-    assert load_pace(path, "https://relay") == {"k": (120.0, 5.0, 3)}
-    assert load_pace(path, "https://other") == {"k": (60.0, 1.0, 1)}
+    save_pace(path, "https://relay", {"k": Learned(120.0, 5.0, 3)})
+    save_pace(path, "https://other", {"k": Learned(60.0, 1.0, 1)})
+    assert load_pace(path, "https://relay") == {"k": Learned(120.0, 5.0, 3)}
+    assert load_pace(path, "https://other") == {"k": Learned(60.0, 1.0, 1)}
     assert not [p for p in path.parent.iterdir() if p.name != "pace.json"]  # no temp left
 
 
@@ -397,8 +398,8 @@ def test_a_corrupt_pace_file_is_ignored(tmp_path: Path, content: str) -> None:
     path.parent.mkdir()
     path.write_text(content)
     assert load_pace(path, "https://relay") == {}
-    save_pace(path, "https://relay", {"k": (10.0, 0.0, 1)})  # and replaced by a good one
-    assert load_pace(path, "https://relay") == {"k": (10.0, 0.0, 1)}
+    save_pace(path, "https://relay", {"k": Learned(10.0, 0.0, 1)})  # and replaced by a good one
+    assert load_pace(path, "https://relay") == {"k": Learned(10.0, 0.0, 1)}
 
 
 def test_the_pace_file_is_never_written_through_a_link(tmp_path: Path) -> None:
@@ -408,7 +409,7 @@ def test_the_pace_file_is_never_written_through_a_link(tmp_path: Path) -> None:
     path.parent.mkdir()
     path.symlink_to(precious)
     assert load_pace(path, "https://relay") == {}
-    save_pace(path, "https://relay", {"k": (10.0, 0.0, 1)})
+    save_pace(path, "https://relay", {"k": Learned(10.0, 0.0, 1)})
     assert precious.read_text() == "keep me"
 
 
@@ -418,6 +419,6 @@ def test_a_link_planted_at_the_pace_file_is_left_a_link(tmp_path: Path) -> None:
     path = pace_path(tmp_path / "board.yaml")
     path.parent.mkdir()
     path.symlink_to(precious)
-    save_pace(path, "https://relay", {"k": (10.0, 0.0, 1)})
+    save_pace(path, "https://relay", {"k": Learned(10.0, 0.0, 1)})
     # Refused, not replaced: whoever planted it meant something by it (SPEC §5).
     assert path.is_symlink() and precious.read_text() == "keep me"

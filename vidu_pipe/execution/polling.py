@@ -11,21 +11,27 @@ Then it aims by what it knows instead:
    from the rate and query just before it, early by the uncertainty; once the estimate is
    sharp, just after it, then every 2% of the task's length (completion seen within ~5%).
 2. **A learned pace** (:class:`PaceBook`): how long tasks of the same *kind* (model, duration,
-   aspect ratio, mode) took from create to done, in this run or in earlier ones. One look at
-   half of it (status for the display, early failures), then from just before the fastest
-   seen, every 2% of it, until just after the slowest; then the geometric rule below.
-3. **Nothing known**: the wait grows geometrically with the task's age (each query at 1.3×
-   the age of the one before), so completion is seen within 30% of the age and a task costs
-   a logarithmic number of queries. Tasks of one kind started together interleave their
-   queries (task *j* of a kind is shifted by a van der Corput fraction of one step), so
-   four of them together look at every 7% of their age; when one of them finishes, the pace
-   is learned and the others are asked promptly (:meth:`PollSchedule.wake`).
+   aspect ratio, mode) take to *generate*, from the start of generation to done, bracketed by
+   the answers (the start lies between the last "queued" answer and the first "generating"
+   one), in this run or in earlier ones. While queued, a look every tenth of the pace (or a
+   third of the time queued, so a long queue costs a logarithmic number of looks); then from
+   the task's earliest possible finish to its latest, every 4% of the pace or closer, at most
+   about eight looks; for tasks of two minutes or more, one look at half of it first (status
+   for the display, early failures). A relay that answers "queued" until done teaches its
+   create-to-done time instead, and is aimed by that.
+3. **Nothing known**: the wait grows geometrically with the task's age since it started
+   generating (each query at 1.3x the age of the one before), so completion is seen within
+   30% of the age and a task costs a logarithmic number of queries. Tasks of one kind started
+   together interleave their queries (task *j* of a kind is shifted by a van der Corput
+   fraction of one step), so four of them together look at every 7% of their age; when one
+   of them finishes, the pace is learned and the others aim at it (:meth:`PollSchedule.wake`).
 
-While queued, the wait stops growing at six intervals (a task behind a long queue may be short
-once it starts). Whatever a relay reports, three hard bounds hold: no two queries of a task
-closer than :data:`MIN_GAP` seconds apart, at most :data:`PER_MINUTE` queries of a task in any
-60 seconds, and past :data:`BUDGET` queries the wait is at least the task's age (so a task of
-30 minutes costs at most about 35 queries, whatever it answers). Nothing here raises to a
+While queued with nothing known, the wait stops growing at six intervals (a task behind a
+long queue may be short once it starts). Whatever a relay reports, three hard bounds hold: no
+two queries of a task closer than :data:`MIN_GAP` seconds apart, at most :data:`PER_MINUTE`
+queries of a task in any 60 seconds, and past :data:`BUDGET` queries the wait is at least the
+task's age (so a task of 30 minutes costs at most about 35 queries, whatever it answers); a
+query that failed counts as one (:meth:`PollSchedule.missed`). Nothing here raises to a
 power: steps are computed with logarithms, so no query count can overflow.
 
 It is a pure object (times in, delays out) so the policy can be tested and benchmarked
@@ -43,7 +49,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import anyio
 
@@ -54,6 +60,8 @@ __all__ = [
     "BUDGET",
     "MIN_GAP",
     "PER_MINUTE",
+    "Known",
+    "Learned",
     "PaceBook",
     "Pacer",
     "PollSchedule",
@@ -116,6 +124,31 @@ def _van_der_corput(n: int) -> float:
 
 
 Range = tuple[float, float, float]  # (fastest, typical, slowest) seconds
+CountedFrom = Literal["start", "create"]
+
+
+class Learned(NamedTuple):
+    """A kind's pace as kept between runs: ``seconds`` (typical), ``spread`` (either way),
+    ``tasks`` (how many were seen), counted from the start of generation, or from the create for
+    a relay that never says a task is generating."""
+
+    seconds: float
+    spread: float
+    tasks: int
+    counted_from: CountedFrom = "start"
+
+    def range(self) -> Range:
+        return self.seconds - self.spread, self.seconds, self.seconds + self.spread
+
+    def valid(self) -> bool:
+        """Worth keeping: finite, positive, a spread below the time itself."""
+        return (
+            math.isfinite(self.seconds)
+            and math.isfinite(self.spread)
+            and 0 < self.seconds < 86400
+            and 0 <= self.spread < self.seconds
+            and self.tasks > 0
+        )
 
 
 @dataclass(frozen=True)
@@ -127,12 +160,16 @@ class Known:
       busy the account is, so it travels between runs).
     - ``total``: seconds from create to done, learned in this run only (it includes the
       queue, which depends on the moment).
-    - ``queue``: the shortest time from create to generating seen in this run.
+    - ``queue``: the shortest time from create to generating seen in this run (0 when
+      tasks are generating at their first look).
+    - ``says_generating``: whether the relay was seen to say a task of the kind is
+      generating (some answer "queued" until done).
     """
 
     generating: Range | None = None
     total: Range | None = None
     queue: float | None = None
+    says_generating: bool = True
 
     @property
     def length(self) -> float:
@@ -159,11 +196,12 @@ def _range(brackets: list[tuple[float, float]]) -> Range:
 class _Pace:
     total: list[tuple[float, float]] = field(default_factory=list)  # create -> done brackets
     generating: list[tuple[float, float]] = field(default_factory=list)  # start -> done
-    history: tuple[float, float, int] | None = None  # (median, spread, runs) from earlier runs
+    history: Learned | None = None  # from earlier runs
     members: int = 0
     total_negative: float = 0.0  # the oldest age at which a task of the kind was not done
     generating_negative: float = 0.0  # the same, counted from the task's first "generating"
     queue: float | None = None  # the shortest queue seen (its lower bound)
+    ever_running: bool = False  # a task of the kind was seen generating in this run
 
 
 class PaceBook:
@@ -173,11 +211,11 @@ class PaceBook:
     and before the "done" one; it started generating after its last "queued" answer and
     before its first "generating" one. Those brackets, and the "not done" answers of the
     other tasks of its kind (tasks of one kind take about as long), are what is learned.
-    ``history`` (from :func:`load_pace`) maps a kind to ``(median generating seconds,
-    spread, count)``; what this run sees wins over it. Times are run seconds.
+    ``history`` (from :func:`load_pace`) maps a kind to what earlier runs learned of it;
+    what this run sees wins over it. Times are run seconds.
     """
 
-    def __init__(self, history: Mapping[str, tuple[float, float, int]] | None = None) -> None:
+    def __init__(self, history: Mapping[str, Learned] | None = None) -> None:
         self._kinds: dict[str, _Pace] = {}
         for kind, known in (history or {}).items():
             self._kinds[kind] = _Pace(history=known)
@@ -203,6 +241,7 @@ class PaceBook:
         pace.total_negative = max(pace.total_negative, now - schedule.started)
         running = schedule.running_from
         if running is not None:
+            pace.ever_running = True
             pace.generating_negative = max(pace.generating_negative, now - running)
 
     def done(self, kind: str, schedule: PollSchedule, now: float) -> None:
@@ -217,6 +256,7 @@ class PaceBook:
         running = schedule.running_from
         if running is None:
             return
+        pace.ever_running = True
         start = schedule.queued_until
         pace.queue = start - created if pace.queue is None else min(pace.queue, start - created)
         high = now - start
@@ -230,13 +270,13 @@ class PaceBook:
         pace = self._kinds.get(kind)
         if pace is None:
             return None
+        old = pace.history
         generating: Range | None = None
         if pace.generating:
             generating = _range(pace.generating)
-        elif pace.history is not None:
-            median, spread, _ = pace.history
-            generating = (median - spread, median, median + spread)
-        total = None
+        elif old is not None and old.counted_from == "start":
+            generating = old.range()
+        total: Range | None = None
         if pace.total:
             # Create-to-done times include queues of any length: their whole range.
             middles = [(lo + hi) / 2 for lo, hi in pace.total]
@@ -245,33 +285,46 @@ class PaceBook:
                 statistics.median(middles),
                 max(hi for _, hi in pace.total),
             )
+        elif old is not None and old.counted_from == "create":
+            total = old.range()
         if generating is None and total is None:
             return None
-        return Known(generating, total, pace.queue)
+        says = pace.ever_running or (old is not None and old.counted_from == "start")
+        return Known(generating, total, pace.queue, says_generating=says)
 
-    def summary(self) -> dict[str, tuple[float, float, int]]:
-        """Every kind with a generating time learned: (median, spread, count), history
-        merged."""
-        out: dict[str, tuple[float, float, int]] = {}
+    def summary(self) -> dict[str, Learned]:
+        """What to keep of every kind: its generating time, or, for a relay that never
+        said a task of it was generating, its create-to-done time; history merged."""
+        out: dict[str, Learned] = {}
         for kind, pace in self._kinds.items():
+            learned: Learned | None
             if pace.generating:
-                # What the brackets say together (each one alone is lopsided: the "done" is
-                # seen promptly, the last "not done" may be long before).
-                _, median, _ = _range(pace.generating)
-                middles = [(lo + hi) / 2 for lo, hi in pace.generating]
-                spread = (max(middles) - min(middles)) / 2
-                count = len(middles)
-                if pace.history is not None:
-                    # The past counts, but what was just seen weighs as much as up to ten runs.
-                    old, old_spread, old_count = pace.history
-                    w = min(old_count, 10)
-                    median = (old * w + median * count) / (w + count)
-                    spread = max(spread, old_spread if abs(old - median) < median else 0.0)
-                    count = min(old_count + count, 1000)
-                out[kind] = (median, spread, count)
-            elif pace.history is not None:
-                out[kind] = pace.history
+                learned = _learned(pace.generating, "start", pace.history)
+            elif pace.total and not pace.ever_running:
+                learned = _learned(pace.total, "create", pace.history)
+            else:
+                learned = pace.history
+            if learned is not None and learned.valid():
+                out[kind] = learned
         return out
+
+
+def _learned(
+    brackets: list[tuple[float, float]], counted: CountedFrom, old: Learned | None
+) -> Learned:
+    """What ``brackets`` say together (each one alone is lopsided: the "done" is seen
+    promptly, the last "not done" may be long before), merged with ``old``."""
+    fastest, median, slowest = _range(brackets)
+    # Bracket widths are uncertainty as much as spread: at most a quarter of the time.
+    spread = min((slowest - fastest) / 2, 0.25 * median)
+    count = len(brackets)
+    if old is not None and old.counted_from == counted:
+        # The past counts, but what was just seen weighs as much as up to ten runs.
+        w = min(old.tasks, 10)
+        median = (old.seconds * w + median * count) / (w + count)
+        spread = max(spread, old.spread if abs(old.seconds - median) < median else 0.0)
+        count = min(old.tasks + count, 1000)
+    return Learned(median, min(spread, 0.5 * median), count, counted)
 
 
 @dataclass
@@ -379,6 +432,15 @@ class PollSchedule:
             if now > finish + max(0.15 * length, 2 * self.interval):
                 self._untrusted = "misleading"  # it said done long ago; it is not
 
+    def missed(self, now: float) -> None:
+        """A query that got no answer (a transient error): it counts for the hard bounds,
+        so that answers alternating with errors cannot double a task's queries."""
+        self.queries += 1
+        self._last_query = now
+        self._recent.append(now)
+        while self._recent and self._recent[0] <= now - 60.0:
+            self._recent.popleft()
+
     def wake(self, pace: Known | None) -> None:
         """A task of the same kind finished: take the pace learned, and look again soon."""
         if pace is not None:
@@ -475,6 +537,14 @@ class PollSchedule:
         if self.estimate() is not None:
             return self._by_progress(now)
         if self._first_running is None:
+            known = self.pace
+            if known is not None and known.generating is None and known.total is not None:
+                # No task of the kind seen generating and done yet: aim by the create-to-done
+                # times; when none was ever seen generating, the relay does not say so (it
+                # answers "queued" until done), and looking at the queue tells nothing.
+                aimed = self._by_pace(now)
+                if aimed is not None:
+                    return aimed if not known.says_generating else min(aimed, self._queued(now))
             return self._queued(now)
         if self.pace is not None:
             aimed = self._by_pace(now)
@@ -553,7 +623,12 @@ class PollSchedule:
         age of the one before, at least one interval later, never more than doubling the
         age. Tasks of a kind started together then look at every 7% of their age."""
         running = self._first_running
-        anchor = self.started if running is None else (self.queued_until + running) / 2
+        if running is None:
+            anchor = self.started
+        else:
+            # The middle of the start's bracket, unless it is wide (a task resumed long after
+            # its create): then near its first "generating" answer.
+            anchor = max((self.queued_until + running) / 2, running - 2 * self.interval)
         age = max(now - anchor, 0.0)
         k = math.ceil(self._grid_index(age + 0.5 * self.interval) - self.offset)
         target = self._grid(k + self.offset)
@@ -649,7 +724,7 @@ def pace_path(storyboard: Path) -> Path:
     return storyboard.parent / ".vidu-pipe" / "pace.json"
 
 
-def load_pace(path: Path, base_url: str) -> dict[str, tuple[float, float, int]]:
+def load_pace(path: Path, base_url: str) -> dict[str, Learned]:
     """The pace learned at ``base_url`` in earlier runs; empty when the file is missing,
     unreadable or corrupt (it is only a hint: a run without it polls as on a first run)."""
     try:
@@ -664,29 +739,30 @@ def load_pace(path: Path, base_url: str) -> dict[str, tuple[float, float, int]]:
     kinds = relays.get(base_url) if isinstance(relays, dict) else None
     if not isinstance(kinds, dict):
         return {}
-    out: dict[str, tuple[float, float, int]] = {}
+    out: dict[str, Learned] = {}
     for kind, entry in kinds.items():
         if not isinstance(entry, dict):
             continue
         seconds, spread, count = entry.get("seconds"), entry.get("spread", 0.0), entry.get("n", 1)
+        counted = entry.get("from", "start")
         if (
             isinstance(seconds, (int, float))
             and isinstance(spread, (int, float))
             and isinstance(count, int)
             and not isinstance(count, bool)
-            and math.isfinite(seconds)
-            and math.isfinite(spread)
-            and 0 < seconds < 86400
-            and 0 <= spread < seconds
-            and count > 0
+            and counted in ("start", "create")
         ):
-            out[str(kind)] = (float(seconds), float(spread), count)
+            learned = Learned(float(seconds), float(spread), count, counted)
+            if learned.valid():
+                out[str(kind)] = learned
     return out
 
 
-def save_pace(path: Path, base_url: str, learned: Mapping[str, tuple[float, float, int]]) -> None:
-    """Merge ``learned`` into ``path`` for ``base_url``, atomically (:func:`write_atomic`).
-    A failure to write is ignored: it is a hint."""
+def save_pace(path: Path, base_url: str, learned: Mapping[str, Learned]) -> None:
+    """Merge ``learned`` into ``path`` for ``base_url``, atomically (:func:`write_atomic`);
+    only what :func:`load_pace` would read back. A failure to write is ignored: it is a
+    hint."""
+    learned = {kind: record for kind, record in learned.items() if record.valid()}
     if not learned:
         return
     try:
@@ -701,8 +777,15 @@ def save_pace(path: Path, base_url: str, learned: Mapping[str, tuple[float, floa
     kinds = relays.get(base_url)
     if not isinstance(kinds, dict):
         kinds = {}
-    for kind, (seconds, spread, count) in learned.items():
-        kinds[kind] = {"seconds": round(seconds, 3), "spread": round(spread, 3), "n": count}
+    for kind, record in learned.items():
+        entry: dict[str, Any] = {
+            "seconds": round(record.seconds, 3),
+            "spread": round(record.spread, 3),
+            "n": record.tasks,
+        }
+        if record.counted_from != "start":
+            entry["from"] = record.counted_from
+        kinds[kind] = entry
     relays[base_url] = kinds
     document = {"version": _PACE_VERSION, "relays": relays}
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"

@@ -487,6 +487,7 @@ class _Run:
             else:
                 created = await self._create(shot, step.entry)
                 if created is None:
+                    self.create_sent.pop(shot.id, None)
                     return None
                 entry = created
                 self.tally.tasks.add(shot.id)
@@ -499,6 +500,7 @@ class _Run:
                 # The relay called the failure transient (and refunds failed tasks): once more.
                 again = await self._create(shot, self.store.get(shot.id))
                 if again is None:
+                    self.create_sent.pop(shot.id, None)
                     return None
                 entry = again
 
@@ -751,6 +753,7 @@ class _Run:
                     return None
                 if transient:
                     failures += 1
+                    schedule.missed(self.clock.now())
                     delay, note = retry.QUERY.wait(
                         failures, exc, self.rng, from_wire=self.clock.from_wire
                     )
