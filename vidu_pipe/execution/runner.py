@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import hashlib
 import logging
 import os
@@ -53,7 +52,6 @@ from vidu_pipe.constants import (
     EXIT_INTERRUPTED,
     EXIT_INVALID,
     EXIT_OK,
-    VIDEO_URL_LIFETIME,
 )
 from vidu_pipe.errors import (
     AmbiguousCreateError,
@@ -69,7 +67,6 @@ from vidu_pipe.events import (
     Completed,
     Created,
     Downloaded,
-    DownloadFailed,
     Event,
     EventSink,
     Failed,
@@ -90,13 +87,13 @@ from vidu_pipe.events import (
 from vidu_pipe.execution import retry
 from vidu_pipe.execution.answers import NO_VIDEO_URL, is_data_uri
 from vidu_pipe.execution.client import TaskState, ViduClient
+from vidu_pipe.execution.downloads import Keeper
 from vidu_pipe.execution.polling import PaceBook, Pacer, kind_of, load_pace, pace_path, save_pace
 from vidu_pipe.execution.ratelimit import Clock, CreateGate
 from vidu_pipe.failures import failure_advice
-from vidu_pipe.fileio import AtomicFile, write_atomic
-from vidu_pipe.manifest.history import Cache, Result, file_sha256
+from vidu_pipe.fileio import write_atomic
+from vidu_pipe.manifest.history import Cache
 from vidu_pipe.manifest.store import (
-    Download,
     ManifestEntry,
     ManifestStore,
     unknown_note,
@@ -270,6 +267,22 @@ class _Run:
         self.unknown_ids: dict[str, str] = {}
         #: The manifest cannot be written: no more creates (polling goes on).
         self.disk_error: ManifestError | None = None
+        #: Everything after a shot's task: the results cache and ``--download``.
+        self.keeper = Keeper(
+            store=store,
+            client=client,
+            clock=self.clock,
+            rng=self.rng,
+            download_dir=options.download_dir,
+            cache=options.cache,
+            placeholder=options.placeholder,
+            storyboard=plan.storyboard.path.name,
+            messages=self.messages,
+            downloads_failed=self.tally.downloads_failed,
+            emit=self.emit,
+            write=self._write,
+            retried=self._retried,
+        )
 
     def emit(self, event: Event) -> None:
         self.emit_event(event)
@@ -438,18 +451,18 @@ class _Run:
                 self.tally.outcome[shot.id] = "skipped"
                 self.emit(Skipped(shot=shot.id, reason=step.reason))
                 if self.options.download_dir is not None and step.entry is not None:
-                    await self._ensure_download(shot, step.entry)
+                    await self.keeper.ensure_download(shot, step.entry)
                 return
             if step.action == "restore":
                 await self._restore(step)
                 return
             url = await self._task(step)
-            made = await self._keep(shot) if url is not None else None
+            made = await self.keeper.keep(shot) if url is not None else None
             if url is not None and self.options.download_dir is not None:
                 if made is not None:  # a simulated run: its own clip, not the relay's sample
-                    await self._copy_download(shot, made)
+                    await self.keeper.copy_download(shot, made)
                 else:
-                    await self._download(shot, url)
+                    await self.keeper.download(shot, url)
         except ManifestError as exc:  # a full disk: this shot stops, the others poll on
             self._disk_full(exc)
             if shot.id not in self.tally.outcome:
@@ -821,7 +834,7 @@ class _Run:
                 "manifest; run again with --download DIR to save it (the task keeps its id)",
             )
             return
-        dest = self._destination(shot)
+        dest = self.keeper.destination(shot)
         try:
             size, sha256 = await anyio.to_thread.run_sync(_save_data_uri, state.video_url, dest)
         except (ValueError, OSError) as exc:
@@ -829,7 +842,7 @@ class _Run:
                 shot, entry, f"cannot save the inline video to {dest}: {exc}"
             )
             return
-        record = Download(path=_relative(dest, self.store.path.parent), size=size, sha256=sha256)
+        record = self.keeper.download_record(dest, size, sha256)
         done = entry.replace(
             status="completed",
             video_url=None,
@@ -852,7 +865,7 @@ class _Run:
         )
         self.emit(Downloaded(shot=shot.id, path=str(dest), size=size, sha256=sha256))
         # Kept in the cache too: no URL can ever fetch it again (a deleted file, a revert).
-        await self._cache_file(shot, done, dest, sha256)
+        await self.keeper.cache_file(shot, done, dest, sha256)
 
     async def _gave_up(self, shot: Shot, entry: ManifestEntry) -> None:
         await self._left_submitted(
@@ -920,7 +933,7 @@ class _Run:
                 source=found.source,
             )
         )
-        await self._remember(shot, result)
+        await self.keeper.remember(shot, result)
         if self.options.download_dir is None:
             return
         cache = self.options.cache
@@ -928,181 +941,9 @@ class _Run:
             await anyio.to_thread.run_sync(cache.video_of, result) if cache is not None else None
         )
         if cached is not None:
-            await self._copy_download(shot, cached)
+            await self.keeper.copy_download(shot, cached)
         elif result.video_url:
-            await self._download(shot, result.video_url)
-
-    async def _keep(self, shot: Shot) -> Path | None:
-        """Record a completed request in the cache; in a simulated run, make its clip
-        (returned: the file in the cache)."""
-        entry = self.store.get(shot.id)
-        if self.options.cache is None or entry is None:
-            return None
-        result = Result(
-            fingerprint=shot.fingerprint,
-            base_url=self.client.base_url,
-            task_id=entry.task_id,
-            video_url=entry.video_url,
-            finished_at=entry.finished_at,
-        )
-        make = self.options.placeholder
-        if make is not None:
-            cache, made = self.options.cache, result
-            result = await self._cache_call(
-                made, lambda: _make_placeholder(cache, make, shot, made)
-            )
-        await self._remember(shot, result)
-        if make is None:
-            return None
-        return await anyio.to_thread.run_sync(self.options.cache.video_of, result)
-
-    async def _remember(self, shot: Shot, result: Result) -> None:
-        cache = self.options.cache
-        if cache is None:
-            return
-        named = dataclasses.replace(
-            result, storyboards=(self.plan.storyboard.path.name,), shot=shot.id
-        )
-        await self._cache_call(named, lambda: cache.remember(named))
-
-    async def _cache_call(self, fallback: Result, work: Callable[[], Result]) -> Result:
-        """Run cache work off the event loop. The cache is a convenience: a failure there
-        is said once and never fails the shot (the manifest holds what was paid for)."""
-        try:
-            return await anyio.to_thread.run_sync(work)
-        except (OSError, ViduPipeError) as exc:
-            text = f"the results cache was not written: {exc}"
-            if text not in self.messages:
-                self.messages.append(text)
-            logger.debug("cache", exc_info=True)
-            return fallback
-
-    async def _copy_download(self, shot: Shot, source: Path) -> None:
-        """``--download``: the restored video from the cache, without the network."""
-        dest = self._destination(shot)
-        try:
-            size, sha256 = await anyio.to_thread.run_sync(_copy_file, source, dest)
-        except OSError as exc:
-            self._download_failed(shot, f"cannot save {dest}: {exc.strerror or exc}")
-            return
-        await self._record_download(shot, dest, size, sha256)
-
-    # --- downloads ------------------------------------------------------------
-
-    def _destination(self, shot: Shot) -> Path:
-        folder = self.options.download_dir
-        assert folder is not None
-        # Shot ids match [A-Za-z0-9][A-Za-z0-9._-]*, so this never leaves the folder.
-        return folder / f"{shot.id}.mp4"
-
-    async def _ensure_download(self, shot: Shot, entry: ManifestEntry) -> None:
-        """For an up-to-date shot: save the video again only if missing or corrupt; from the
-        results cache when it holds the file (no network: the URL may be long dead), else
-        a simulated run makes its clip again, else from the URL."""
-        dest = self._destination(shot)
-        if entry.download is not None and await anyio.to_thread.run_sync(
-            _file_matches, dest, entry.download.size, entry.download.sha256
-        ):
-            return
-        cache = self.options.cache
-        cached = None
-        if cache is not None:
-            cached = await anyio.to_thread.run_sync(_cached_video, cache, entry)
-        if cached is None and self.options.placeholder is not None:
-            cached = await self._keep(shot)  # simulated: its URL never held a video
-        if cached is not None:
-            await self._copy_download(shot, cached)
-        elif entry.video_url:
-            await self._download(shot, entry.video_url)
-        elif entry.download is not None:
-            # A video that came inline has no URL: the cache's copy was all.
-            self._download_failed(
-                shot,
-                f"{dest} is missing or changed, and its video came inline (no URL to fetch "
-                f"it from, none in the cache): `--force --only {shot.id}` makes it again",
-            )
-
-    async def _download(self, shot: Shot, url: str) -> None:
-        dest = self._destination(shot)
-
-        async def once() -> tuple[int, str]:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            return await self.client.download(url, dest)
-
-        def told(attempt: int, exc: ApiError, delay: float, note: str | None) -> None:
-            self._retried(shot, "download", attempt, exc, delay)
-
-        try:
-            size, sha256 = await retry.retrying(
-                once,
-                policy=retry.DOWNLOAD,
-                may_retry=retry.download_may_retry,
-                sleep=self.clock.sleep,
-                rng=self.rng,
-                from_wire=self.clock.from_wire,
-                on_retry=told,
-            )
-        except ApiError as exc:
-            self._download_failed(shot, f"{exc.message} ({self._dead_url_hint(shot)})")
-            return
-        except OSError as exc:
-            self._download_failed(shot, f"cannot save {dest}: {exc.strerror or exc}")
-            return
-        entry = await self._record_download(shot, dest, size, sha256)
-        if entry is not None:
-            await self._cache_file(shot, entry, dest, sha256)
-
-    async def _record_download(
-        self, shot: Shot, dest: Path, size: int, sha256: str
-    ) -> ManifestEntry | None:
-        """The saved file into the shot's entry (returned), and its ``downloaded`` event."""
-        entry = self.store.get(shot.id)
-        if entry is not None:
-            where = _relative(dest, self.store.path.parent)
-            entry = entry.replace(download=Download(path=where, size=size, sha256=sha256))
-            await self._write(shot, entry)
-        self.emit(Downloaded(shot=shot.id, path=str(dest), size=size, sha256=sha256))
-        return entry
-
-    async def _cache_file(self, shot: Shot, entry: ManifestEntry, dest: Path, sha256: str) -> None:
-        """The saved file goes into the cache too (a hard link: no second copy on disk),
-        so that a revert restores it long after its URL expired."""
-        cache = self.options.cache
-        if cache is None or entry.fingerprint != shot.fingerprint:
-            return
-        kept = await self._cache_call(Result("", ""), lambda: cache.add_video(dest, sha256=sha256))
-        if kept.video:
-            result = Result(
-                fingerprint=shot.fingerprint,
-                base_url=self.client.base_url,
-                task_id=entry.task_id,
-                video_url=entry.video_url,
-                finished_at=entry.finished_at,
-                video=kept.video,
-                size=kept.size,
-            )
-            await self._remember(shot, result)
-
-    def _dead_url_hint(self, shot: Shot) -> str:
-        """What to do about a video URL that did not serve the video. Its 24-hour life is
-        blamed only when the URL is that old (SPEC: videos "can still be had" till then)."""
-        entry = self.store.get(shot.id)
-        finished = parse_time(entry.finished_at) if entry is not None else None
-        again = f"`--force --only {shot.id}` makes the video again"
-        if finished is not None and datetime.now(timezone.utc) - finished > VIDEO_URL_LIFETIME:
-            assert entry is not None
-            return (
-                f"its URL is from {entry.finished_at}, and video URLs expire after about "
-                f"24 hours; {again}"
-            )
-        return f"the relay did not serve it; a rerun tries again, or {again}"
-
-    def _download_failed(self, shot: Shot, error: str) -> None:
-        """The task is done and recorded; only its file is missing. The shot keeps its
-        outcome (completed, up to date, restored); the run exits 1."""
-        self.tally.downloads_failed.append(shot.id)
-        path = str(self._destination(shot))
-        self.emit(DownloadFailed(shot=shot.id, path=path, error=error))
+            await self.keeper.download(shot, result.video_url)
 
 
 def _failed_entry(entry: ManifestEntry, error: str) -> ManifestEntry:
@@ -1134,68 +975,6 @@ def _save_data_uri(uri: str, dest: Path) -> tuple[int, str]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(dest, content)  # fileio: never through a link planted at dest
     return len(content), hashlib.sha256(content).hexdigest()
-
-
-def _cached_video(cache: Cache, entry: ManifestEntry) -> Path | None:
-    """The results cache's file of an up-to-date entry's video, or None: the file it was
-    downloaded as (by SHA-256), or the cached video of this very task. A file downloaded
-    before is checked whole: the cache hard-links downloads, and a file edited in place
-    is edited in the cache too."""
-    known = entry.download
-    candidates = [] if known is None else [cache.video_path(known.sha256)]
-    record = cache.get(entry.fingerprint)
-    if record is not None and record.task_id is not None and record.task_id == entry.task_id:
-        found = cache.video_of(record)
-        if found is not None:
-            candidates.append(found)
-    for path in candidates:
-        if known is None:
-            return path
-        if _file_matches(path, known.size, known.sha256):
-            return path
-    return None
-
-
-def _file_matches(path: Path, size: int, sha256: str) -> bool:
-    try:
-        return path.stat().st_size == size and file_sha256(path) == (sha256, size)
-    except OSError:
-        return False
-
-
-def _copy_file(source: Path, dest: Path) -> tuple[int, str]:
-    """Copy ``source`` to ``dest`` atomically, hashing while copying; (size, sha256)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    size = 0
-    # fileio: an unpredictable temporary name, never through a link planted at dest.
-    with AtomicFile(dest) as out, source.open("rb") as src:
-        for block in iter(lambda: src.read(1 << 20), b""):
-            digest.update(block)
-            out.file.write(block)
-            size += len(block)
-        out.commit()
-    return size, digest.hexdigest()
-
-
-def _make_placeholder(
-    cache: Cache, make: Callable[[Shot, Path], None], shot: Shot, result: Result
-) -> Result:
-    """Write the shot's placeholder clip into the cache; ``result`` with its file."""
-    tmp = cache.new_video_path(shot.id)
-    try:
-        make(shot, tmp)
-        kept = cache.add_video(tmp, move=True)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dataclasses.replace(result, video=kept.video, size=kept.size)
-
-
-def _relative(path: Path, start: Path) -> str:
-    try:
-        return os.path.relpath(path, start)
-    except ValueError:
-        return str(path.resolve())
 
 
 async def execute(
