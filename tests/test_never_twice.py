@@ -297,8 +297,11 @@ def test_a_hostile_journal_line_is_a_located_error(line: str, tmp_path: Path) ->
 
 
 def test_a_completed_entry_without_a_video_url_is_made_again(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A terminal wide enough for plan's table to show the whole reason (narrower, it is
+    # cut; a test worker may inherit COLUMNS=80 from readline).
+    monkeypatch.setenv("COLUMNS", "200")
     path = board(tmp_path, n=1)
     relay = sim()
     assert real_run(path, relay.transport()).exit_code == 0

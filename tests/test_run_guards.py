@@ -239,8 +239,11 @@ def test_a_partial_real_run_never_makes_other_simulated_shots_up_to_date(
 
 
 def test_an_interrupted_simulated_run_is_created_again_by_the_next_simulated_run(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A terminal wide enough for plan's table to show the whole reason (narrower, it is
+    # cut; a test worker may inherit COLUMNS=80 from readline).
+    monkeypatch.setenv("COLUMNS", "200")
     path = board(tmp_path, [{"id": "a", "prompt": "x"}])
     code, _ = cli(capsys, "run", str(path), "--simulate", "--quiet")
     assert code == 0
