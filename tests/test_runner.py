@@ -260,8 +260,14 @@ async def test_every_pipeline_sends_exactly_its_rendered_requests(
 ) -> None:
     board = load(pipeline)
     sim = make_sim()
-    # The manifest goes to tmp_path, never beside the repository's storyboard.
-    out = await go(pipeline, sim, manifest=tmp_path / "m.json", cache_dir=tmp_path / "cache")
+    # Run a copy (templates and all): the manifest, the cache and the learned pace
+    # (.vidu-pipe/pace.json, kept beside the storyboard) go to tmp_path, never beside the
+    # repository's storyboard, where parallel tests would read one another's pace.
+    copy = shutil.copytree(
+        pipeline.parent, tmp_path / "pipelines", ignore=shutil.ignore_patterns(".vidu-pipe")
+    )
+    path = copy / pipeline.name
+    out = await go(path, sim, manifest=tmp_path / "m.json", cache_dir=tmp_path / "cache")
     assert out.result.exit_code == 0
     assert sorted(out.result.completed) == sorted(board.ids)
     bodies = [dict(b) for b in sim.stats().bodies]
