@@ -47,3 +47,19 @@ def relay(
     monkeypatch.setenv("VIDU_API_KEY", key)
     with running_server(sim) as url:
         yield sim, url
+
+
+#: The time scale of ``run --simulate`` (and ``simulate=True``) under :func:`quick_simulate`.
+QUICK_SIMULATE_TIME_SCALE = 0.002
+
+
+@pytest.fixture
+def quick_simulate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``run --simulate`` and ``simulate=True`` in this process at 1/500 instead of the
+    product's 1/100: the simulated tasks (2-6 simulated minutes) take 0.2-0.7 s, not 1-4 s,
+    and the 30-minute task timeout is still 3.6 s away on a loaded machine (1/1000 was
+    hardly quicker). For tests about what a simulated run does, not how long it takes; a
+    module opts in with ``pytestmark = pytest.mark.usefixtures("quick_simulate")``. The
+    product's own scale stays covered by the tests that run ``--simulate`` in a child
+    process (test_progress, test_run_cli) and by those that do not opt in."""
+    monkeypatch.setattr("vidu_pipe.api.SIMULATE_TIME_SCALE", QUICK_SIMULATE_TIME_SCALE)

@@ -37,6 +37,8 @@ from vidu_pipe.manifest.store import (
 from vidu_pipe.simulator import Simulator, SimulatorConfig
 from vidu_pipe.storyboard.schemas import MODELS
 
+pytestmark = pytest.mark.usefixtures("quick_simulate")  # simulated runs at 1/500 (conftest)
+
 REPO = Path(__file__).resolve().parent.parent
 SCALE = 0.001
 BASE = "http://relay.test"

@@ -21,6 +21,8 @@ from vidu_pipe.manifest.store import ManifestEntry, load_manifest
 from vidu_pipe.simulator import Simulator, SimulatorConfig
 from vidu_pipe.storyboard.schemas import MODELS
 
+pytestmark = pytest.mark.usefixtures("quick_simulate")  # simulated runs at 1/500 (conftest)
+
 SCALE = 0.001
 BASE = "http://relay.test"
 ENV = {"VIDU_API_KEY": "sk-guards-test"}
