@@ -1246,7 +1246,9 @@ def test_a_held_unknown_shot_is_its_own_line_and_count_not_a_failure(
 
     monkeypatch.setenv("VIDU_API_KEY", KEY)
     path = write_board(tmp_path, shots(2))
-    with running_server(SimulatorConfig(key=KEY, durations=durations(0.1), seed=3)) as url:
+    # No queue: the default's 1-5 s (real seconds at time scale 1) are no part of this test.
+    relay = SimulatorConfig(key=KEY, durations=durations(0.1), queue_seconds=(0.0, 0.0), seed=3)
+    with running_server(relay) as url:
         flags = ["--base-url", url, "--poll-interval", "0.05", "--rate", "0"]
         assert main(["run", str(path), *flags, "--quiet"]) == 0
         manifest = path.with_suffix(".manifest.json")
