@@ -27,7 +27,10 @@ from vidu_pipe.manifest.lock import RunLock, canonical_manifest_path
 from vidu_pipe.manifest.store import load_manifest
 from vidu_pipe.simulator import Simulator, SimulatorConfig, running_server
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.usefixtures("quick_simulate"),  # simulated runs at 1/500 (conftest)
+]
 
 KEY = "sk-cache-test"
 RELAY_SEED = 11  # for the relay fixture (conftest.py)

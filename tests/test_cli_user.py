@@ -17,6 +17,8 @@ import yaml
 
 from vidu_pipe.cli import build_parser, main
 
+pytestmark = pytest.mark.usefixtures("quick_simulate")  # simulated runs at 1/500 (conftest)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 BOARD = """\

@@ -17,6 +17,8 @@ import pytest
 from vidu_pipe.cli import main
 from vidu_pipe.storyboard.build import load
 
+pytestmark = pytest.mark.usefixtures("quick_simulate")  # simulated runs at 1/500 (conftest)
+
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = sorted((ROOT / "pipelines").glob("*.yaml"))
 

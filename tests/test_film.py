@@ -26,7 +26,10 @@ from vidu_pipe.manifest.store import load_manifest
 from vidu_pipe.simulator import Simulator
 from vidu_pipe.simulator._video import placeholder_size
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.usefixtures("quick_simulate"),  # simulated runs at 1/500 (conftest)
+]
 
 KEY = "sk-film-test"
 RELAY_SEED = 3  # for the relay fixture (conftest.py)

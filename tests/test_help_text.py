@@ -8,6 +8,8 @@ import pytest
 
 from vidu_pipe.cli import main
 
+pytestmark = pytest.mark.usefixtures("quick_simulate")  # simulated runs at 1/500 (conftest)
+
 REPO = Path(__file__).resolve().parent.parent
 
 

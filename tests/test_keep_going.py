@@ -17,6 +17,8 @@ from vidu_pipe.cli import build_parser, main
 from vidu_pipe.errors import StoryboardError
 from vidu_pipe.storyboard.build import load
 
+pytestmark = pytest.mark.usefixtures("quick_simulate")  # simulated runs at 1/500 (conftest)
+
 HEAD = """\
 version: 1
 defaults:

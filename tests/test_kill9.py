@@ -228,6 +228,12 @@ def test_a_second_run_on_a_held_manifest_fails_at_once_naming_the_first(
     first = start(path, url)
     try:
         read_until(first, lambda ev: count(ev, "created") == 2)
+        # The first run is stopped while the second one tries: it still holds the lock,
+        # and it writes nothing of its own meanwhile (on a loaded machine its tasks
+        # finished during the check, and its compaction changed the manifest).
+        first.send_signal(signal.SIGSTOP)
+        _, status = os.waitpid(first.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status)
         held = manifest.read_bytes()
         asked = time.monotonic()
         second, events = rerun(path, url)
@@ -239,6 +245,7 @@ def test_a_second_run_on_a_held_manifest_fails_at_once_naming_the_first(
         assert sim.stats().creates == 2
         assert manifest.read_bytes() == held
     finally:
+        first.send_signal(signal.SIGCONT)
         first.send_signal(signal.SIGINT)
         first.communicate(timeout=15)
     assert first.returncode == 130

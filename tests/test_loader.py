@@ -16,6 +16,8 @@ from vidu_pipe.errors import StoryboardError
 from vidu_pipe.storyboard.build import load
 from vidu_pipe.storyboard.loader import MAX_BYTES, parse_yaml
 
+pytestmark = pytest.mark.usefixtures("quick_simulate")  # simulated runs at 1/500 (conftest)
+
 VALID = "version: 1\nshots:\n  - id: s\n    model: viduq3p-720p\n    duration: 5\n    prompt: x\n"
 
 

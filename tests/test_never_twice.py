@@ -37,6 +37,8 @@ from vidu_pipe.manifest.store import (
 from vidu_pipe.simulator import Simulator, SimulatorConfig
 from vidu_pipe.storyboard.schemas import MODELS
 
+pytestmark = pytest.mark.usefixtures("quick_simulate")  # simulated runs at 1/500 (conftest)
+
 REPO = Path(__file__).resolve().parent.parent
 SCALE = 0.001
 BASE = "http://relay.test"
@@ -297,8 +299,11 @@ def test_a_hostile_journal_line_is_a_located_error(line: str, tmp_path: Path) ->
 
 
 def test_a_completed_entry_without_a_video_url_is_made_again(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A terminal wide enough for plan's table to show the whole reason (narrower, it is
+    # cut; a test worker may inherit COLUMNS=80 from readline).
+    monkeypatch.setenv("COLUMNS", "200")
     path = board(tmp_path, n=1)
     relay = sim()
     assert real_run(path, relay.transport()).exit_code == 0

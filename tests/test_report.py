@@ -29,6 +29,8 @@ from vidu_pipe.execution.runner import RunOptions
 from vidu_pipe.manifest.store import load_manifest
 from vidu_pipe.views.report import render_report
 
+pytestmark = pytest.mark.usefixtures("quick_simulate")  # simulated runs at 1/500 (conftest)
+
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
 EVIL = '<script>alert("pwned")</script> & "quotes"'
@@ -70,11 +72,14 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     board = folder / "lighthouse.yaml"
     board.write_text(text.replace("lantern in hand", f"lantern in hand {EVIL}"), "utf-8")
 
-    result = vidu_pipe.run(
-        board,
-        simulate=True,
-        options=RunOptions(concurrency=10, rate_per_minute=0, download_dir=folder / "videos"),
-    )
+    # At 1/500 as quick_simulate (conftest.py), which a module-scoped fixture cannot use.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("vidu_pipe.api.SIMULATE_TIME_SCALE", 0.002)
+        result = vidu_pipe.run(
+            board,
+            simulate=True,
+            options=RunOptions(concurrency=10, rate_per_minute=0, download_dir=folder / "videos"),
+        )
     assert result.exit_code == 0, result
 
     manifest = folder / "lighthouse.manifest.json"

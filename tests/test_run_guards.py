@@ -21,6 +21,8 @@ from vidu_pipe.manifest.store import ManifestEntry, load_manifest
 from vidu_pipe.simulator import Simulator, SimulatorConfig
 from vidu_pipe.storyboard.schemas import MODELS
 
+pytestmark = pytest.mark.usefixtures("quick_simulate")  # simulated runs at 1/500 (conftest)
+
 SCALE = 0.001
 BASE = "http://relay.test"
 ENV = {"VIDU_API_KEY": "sk-guards-test"}
@@ -239,8 +241,11 @@ def test_a_partial_real_run_never_makes_other_simulated_shots_up_to_date(
 
 
 def test_an_interrupted_simulated_run_is_created_again_by_the_next_simulated_run(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A terminal wide enough for plan's table to show the whole reason (narrower, it is
+    # cut; a test worker may inherit COLUMNS=80 from readline).
+    monkeypatch.setenv("COLUMNS", "200")
     path = board(tmp_path, [{"id": "a", "prompt": "x"}])
     code, _ = cli(capsys, "run", str(path), "--simulate", "--quiet")
     assert code == 0
