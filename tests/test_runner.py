@@ -1006,6 +1006,19 @@ async def test_the_pace_is_learned_and_kept_beside_the_storyboard(tmp_path: Path
 
 
 @pytest.mark.anyio
+async def test_the_pace_goes_to_the_cache_folder_when_one_is_given(tmp_path: Path) -> None:
+    """``cache_dir`` moves the local cache, pace included: nothing lands beside the
+    storyboard's own ``.vidu-pipe/``."""
+    board = tmp_path / "board"
+    board.mkdir()
+    path = write_board(board, shots(2))
+    elsewhere = tmp_path / "cache"
+    await go(path, make_sim(profile="vidu"), cache_dir=elsewhere, poll_interval=5.0)
+    assert json.loads((elsewhere / "pace.json").read_text())["relays"][BASE]
+    assert not (board / ".vidu-pipe" / "pace.json").exists()
+
+
+@pytest.mark.anyio
 async def test_a_simulated_run_learns_no_pace(tmp_path: Path) -> None:
     """--simulate plays a relay that does not exist, at a compressed time scale: its pace
     would mislead the next run against any relay at the simulator's URL."""

@@ -59,6 +59,7 @@ from vidu_pipe.fileio import write_atomic
 __all__ = [
     "BUDGET",
     "MIN_GAP",
+    "PACE_FILE",
     "PER_MINUTE",
     "Known",
     "Learned",
@@ -718,10 +719,15 @@ class PollSchedule:
 _PACE_VERSION: Final = 2
 
 
+#: The pace's file in the local cache folder.
+PACE_FILE: Final = "pace.json"
+
+
 def pace_path(storyboard: Path) -> Path:
     """Where the pace learned for ``storyboard``'s runs is kept: ``.vidu-pipe/pace.json``
-    beside it (the local cache folder; one small file of its own)."""
-    return storyboard.parent / ".vidu-pipe" / "pace.json"
+    beside it (the local cache folder; one small file of its own), unless the run is given
+    another cache folder."""
+    return storyboard.parent / ".vidu-pipe" / PACE_FILE
 
 
 def load_pace(path: Path, base_url: str) -> dict[str, Learned]:

@@ -88,7 +88,15 @@ from vidu_pipe.execution import retry
 from vidu_pipe.execution.answers import NO_VIDEO_URL, is_data_uri
 from vidu_pipe.execution.client import TaskState, ViduClient
 from vidu_pipe.execution.downloads import Keeper
-from vidu_pipe.execution.polling import PaceBook, Pacer, kind_of, load_pace, pace_path, save_pace
+from vidu_pipe.execution.polling import (
+    PACE_FILE,
+    PaceBook,
+    Pacer,
+    kind_of,
+    load_pace,
+    pace_path,
+    save_pace,
+)
 from vidu_pipe.execution.ratelimit import Clock, CreateGate
 from vidu_pipe.failures import failure_advice
 from vidu_pipe.fileio import write_atomic
@@ -255,7 +263,11 @@ class _Run:
         self.stop_reason = "interrupted"
         self.shots_scope: anyio.CancelScope | None = None
         self.messages: list[str] = []
-        self.pace_file = pace_path(plan.storyboard.path)
+        # In the local cache folder: the storyboard's .vidu-pipe/, or the one given.
+        cache = options.cache
+        self.pace_file = (
+            cache.root / PACE_FILE if cache is not None else pace_path(plan.storyboard.path)
+        )
         #: The pace learned in earlier runs is read in :meth:`execute` (off the event loop).
         self.pacer = Pacer(PaceBook({}), self.clock)
         #: Creates again after a failure the relay called transient, per shot.
