@@ -156,7 +156,7 @@ def _schema_problems(doc: Document, out: _Collector) -> set[Path_]:
     for load_issue in doc.issues:
         _located(doc, out, load_issue.path, load_issue.message, load_issue.hint)
         _flag(load_issue.path, flagged)
-    for issue in schemas.check("storyboard", doc.data):
+    for issue in schemas.storyboard_issues(doc.data):
         if any(issue.path[: len(r)] == r for r in refused):
             continue  # the loader said why already ("a NaN", not "must be a number")
         _located(doc, out, issue.path, issue.message, issue.hint)
