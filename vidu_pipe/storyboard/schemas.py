@@ -264,10 +264,13 @@ def _prompt_validator() -> Draft202012Validator:
 #
 # ``check("storyboard", data)`` descends into every shot with jsonschema, which is most of
 # the cost of validating a long storyboard. ``storyboard_issues`` gives exactly the same
-# issues, in the same order (a test compares the two on random storyboards), faster:
+# issues, in the same order (tests/test_storyboard_check.py compares the two on random
+# storyboards), faster:
 #
 # - the document is checked with ``shots.items`` replaced by a marker keyword at the same
-#   place, so the marker's error stands where the shots' errors would have come;
+#   place, so the marker's error stands where the shots' errors would have come (the
+#   document's own rules about shots, such as a Turbo model in ``defaults``, are checked
+#   there, on the shots as written);
 # - each shot is checked on its own against the shot schema: the fields that differ from
 #   shot to shot (id, prompt, vars, ...) each against their own rule, and the rest of the
 #   shot (those fields' values set aside) once per distinct rest. That is sound because no
