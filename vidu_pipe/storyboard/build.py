@@ -14,15 +14,17 @@ Three layers, each reporting every problem it finds with its line:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import functools
+import gc
 import hashlib
 import ipaddress
 import re
 import socket
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +53,29 @@ def load(path: Path | str, *, keep_going: bool = False) -> Storyboard:
     problems in ``Storyboard.broken``. A problem outside the shots still raises.
     """
     p = Path(path)
-    return build_storyboard(load_document(p), p, keep_going=keep_going)
+    with _no_cyclic_gc():
+        return build_storyboard(load_document(p), p, keep_going=keep_going)
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Cyclic garbage collection paused while a storyboard loads.
+
+    Loading builds hundreds of thousands of objects that all stay alive (the document,
+    its positions, the shots, the compiled templates); each of the collector's full
+    passes walks all of them again, which cost a quarter of the time of a
+    10,000-shot storyboard. Reference counting still frees everything as usual; the
+    few cycles made meanwhile wait for the next collection. Only the thread that
+    paused the collector starts it again, so threads loading at once leave it on.
+    """
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 def _seed_for(source_id: str) -> int:
@@ -156,7 +180,7 @@ def _schema_problems(doc: Document, out: _Collector) -> set[Path_]:
     for load_issue in doc.issues:
         _located(doc, out, load_issue.path, load_issue.message, load_issue.hint)
         _flag(load_issue.path, flagged)
-    for issue in schemas.check("storyboard", doc.data):
+    for issue in schemas.storyboard_issues(doc.data):
         if any(issue.path[: len(r)] == r for r in refused):
             continue  # the loader said why already ("a NaN", not "must be a number")
         _located(doc, out, issue.path, issue.message, issue.hint)
@@ -251,7 +275,11 @@ def build_storyboard(doc: Document, path: Path, *, keep_going: bool = False) -> 
     return Storyboard(
         path=path,
         name=str(name),
-        shots=tuple(dataclasses.replace(s, index=i) for i, s in enumerate(valid)),
+        # Renumbered past the broken shots; a shot already in its place is kept as it is
+        # (a copy of each of 10,000 shots took 0.04 s).
+        shots=tuple(
+            s if s.index == i else dataclasses.replace(s, index=i) for i, s in enumerate(valid)
+        ),
         run=run,
         assets=assets,
         broken=broken,

@@ -70,6 +70,7 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Parser = yaml.SafeLoader
 
 _TAG = "tag:yaml.org,2002:"
+_ScalarEvent = yaml.ScalarEvent
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _INT10 = re.compile(r"^[-+]?[0-9]+$")
@@ -132,7 +133,13 @@ def _pos(mark: Any) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
 
 
+#: Every null, boolean and number of the core schema starts with one of these (or is empty).
+_NOT_TEXT_START = frozenset("~nNtTfF+-.0123456789")
+
+
 def _resolve_plain(text: str) -> object:
+    if text and text[0] not in _NOT_TEXT_START:
+        return text  # most scalars: no pattern below can match
     if _NULL.match(text):
         return None
     if _BOOL.match(text):
@@ -293,6 +300,43 @@ def _parse(text: str, file: str) -> Document:
         frame.value[key] = value
 
     for event in _events(text):
+        # The common case first, in short: a scalar that is a key, or a value.
+        if type(event) is _ScalarEvent and stack:
+            frame = stack[-1]
+            mark = event.start_mark
+            where = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+            if frame.pending_key is _NO_KEY and type(frame.value) is dict:
+                key = _key_text(event)
+                if key is not _MERGE:
+                    assert isinstance(key, str)
+                    if key in frame.keys:
+                        first = frame.keys[key]
+                        raise _YamlProblem(
+                            f"duplicate key '{key}' (first written at line {first[0]})",
+                            where,
+                            "YAML keeps only the last one, which is rarely what was meant",
+                        )
+                    frame.keys[key] = where
+                    written_at = (*frame.path, key)
+                    positions[written_at] = where
+                frame.pending_key = key
+                continue
+            used += 1
+            if used > budget:
+                raise _YamlProblem(
+                    f"the document expands to more than {budget} nodes",
+                    where,
+                    "anchors and aliases are expanded; this looks like an alias bomb",
+                )
+            try:
+                value = _scalar(event)
+            except _BadNumber as exc:
+                value = event.value  # kept as written, so the rest can still be checked
+                issues.append(LoadIssue(child_path(frame), str(exc), _NUMBER_HINT))
+            if event.anchor:
+                anchors[event.anchor] = (value, 1)
+            attach(value, 1, where)
+            continue
         if isinstance(event, yaml.DocumentStartEvent):
             if seen_document:
                 raise _YamlProblem(
