@@ -238,6 +238,25 @@ def test_sandbox_stops_busy_templates(prompt: str, tmp_path: Path) -> None:
     assert cpu < 5, proc.stderr
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+def test_failed_renders_do_not_pile_up_in_memory(tmp_path: Path) -> None:
+    """Every shot is rendered even after failures (every problem in one pass), and a failed
+    render leaves a reference cycle (Jinja's rewritten traceback holds its frame's locals):
+    memory must be reclaimed as validation goes. With the cyclic collector paused during a
+    load, 60 such shots needed ~1.7 GB and the child (given 512 MB) died of MemoryError."""
+    prompt = "".join(f"{{% set b{i} = range(99999)|list %}}" for i in range(10)) + "{{ nope }}"
+    shots = "\n".join(f"- id: s{i}\n  prompt: {json.dumps(prompt)}" for i in range(60))
+    path = write(tmp_path, board(shots))
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2, proc.stdout[-500:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    # Each shot's own problem, not the memory the others left behind.
+    assert "MemoryError" not in proc.stdout, proc.stdout[-1000:]
+    assert proc.stdout.count("'nope'") == 60, proc.stdout[-1000:]
+
+
 def test_output_cap_stops_long_loops(tmp_path: Path) -> None:
     start = time.monotonic()
     found = problems(

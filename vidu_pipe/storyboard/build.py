@@ -14,17 +14,15 @@ Three layers, each reporting every problem it finds with its line:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import functools
-import gc
 import hashlib
 import ipaddress
 import re
 import socket
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,29 +51,7 @@ def load(path: Path | str, *, keep_going: bool = False) -> Storyboard:
     problems in ``Storyboard.broken``. A problem outside the shots still raises.
     """
     p = Path(path)
-    with _no_cyclic_gc():
-        return build_storyboard(load_document(p), p, keep_going=keep_going)
-
-
-@contextlib.contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """Cyclic garbage collection paused while a storyboard loads.
-
-    Loading builds hundreds of thousands of objects that all stay alive (the document,
-    its positions, the shots, the compiled templates); each of the collector's full
-    passes walks all of them again, which cost a quarter of the time of a
-    10,000-shot storyboard. Reference counting still frees everything as usual; the
-    few cycles made meanwhile wait for the next collection. Only the thread that
-    paused the collector starts it again, so threads loading at once leave it on.
-    """
-    paused = gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
+    return build_storyboard(load_document(p), p, keep_going=keep_going)
 
 
 def _seed_for(source_id: str) -> int:
