@@ -291,3 +291,19 @@ def test_queries_that_fail_count_for_the_hard_bounds() -> None:
     assert sent + 1 <= 40, sent
     assert max(sum(1 for t in times if s <= t < s + 60.0) for s in times) <= 20
     assert schedule.queries >= BUDGET
+
+
+def test_a_failed_query_is_not_a_not_done_answer() -> None:
+    """The finish is bracketed from the last answer that said "not done"; a query that got
+    no answer (a 5xx) says nothing, so it must not raise that bound (it counts only for the
+    hard bounds on queries)."""
+    book = PaceBook()
+    schedule = book.schedule(KIND, 5.0, 0.0)
+    schedule.observe(10.0, "in_progress", None)
+    book.not_done(KIND, schedule, 10.0)
+    schedule.missed(50.0)  # no answer: the task may have been done since 11 s
+    book.done(KIND, schedule, 60.0)
+    known = book.expected(KIND)
+    assert known is not None and known.total is not None
+    assert known.total[0] == 10.0, known.total
+    assert schedule.next_delay(50.1) >= 50.0 + 0.2 - 50.1  # the gap still counts from 50 s

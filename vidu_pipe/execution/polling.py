@@ -352,7 +352,8 @@ class PollSchedule:
     _aimed: bool = False
     _phase_queries: int = 0
     _phase_start: float | None = None
-    _last_query: float | None = None
+    _last_query: float | None = None  # the last query sent, answered or not
+    _last_answer: float | None = None  # the last answer (each said "not done")
     _recent: deque[float] = field(default_factory=deque)
     _woken: bool = False
     _told_finish: tuple[float, float] | None = None
@@ -373,12 +374,9 @@ class PollSchedule:
 
     def observe(self, now: float, status: str, progress: int | None) -> None:
         """Record one answer: ``status`` is queued or in_progress."""
-        self.queries += 1
+        self._sent(now)
         self._phase_queries += 1
-        self._last_query = now
-        self._recent.append(now)
-        while self._recent and self._recent[0] <= now - 60.0:
-            self._recent.popleft()
+        self._last_answer = now
         if status == "queued":
             self._last_queued = now
             if self._first_running is None:
@@ -435,7 +433,12 @@ class PollSchedule:
 
     def missed(self, now: float) -> None:
         """A query that got no answer (a transient error): it counts for the hard bounds,
-        so that answers alternating with errors cannot double a task's queries."""
+        so that answers alternating with errors cannot double a task's queries; it says
+        nothing of the task (:attr:`last_query` stays the last answer)."""
+        self._sent(now)
+
+    def _sent(self, now: float) -> None:
+        """One query sent at ``now``, for the hard bounds."""
         self.queries += 1
         self._last_query = now
         self._recent.append(now)
@@ -451,7 +454,7 @@ class PollSchedule:
     @property
     def last_query(self) -> float | None:
         """When the last answer saying "not done" came, if any."""
-        return self._last_query
+        return self._last_answer
 
     @property
     def progress_kind(self) -> ProgressKind:
