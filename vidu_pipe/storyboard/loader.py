@@ -299,6 +299,41 @@ def _parse(text: str, file: str) -> Document:
         assert isinstance(key, str)
         frame.value[key] = value
 
+    def take_key(frame: _Frame, event: Any, where: tuple[int, int]) -> None:
+        """A scalar in key position of a mapping: a key, not a value."""
+        key = _key_text(event)
+        if key is not _MERGE:
+            assert isinstance(key, str)
+            if key in frame.keys:
+                first = frame.keys[key]
+                raise _YamlProblem(
+                    f"duplicate key '{key}' (first written at line {first[0]})",
+                    where,
+                    "YAML keeps only the last one, which is rarely what was meant",
+                )
+            frame.keys[key] = where
+            key_path: Path_ = (*frame.path, key)
+            positions[key_path] = where
+        frame.pending_key = key
+
+    def spend(nodes: int, where: tuple[int, int]) -> None:
+        nonlocal used
+        used += nodes
+        if used > budget:
+            raise _YamlProblem(
+                f"the document expands to more than {budget} nodes",
+                where,
+                "anchors and aliases are expanded; this looks like an alias bomb",
+            )
+
+    def scalar_value(event: Any) -> Any:
+        try:
+            return _scalar(event)
+        except _BadNumber as exc:
+            here = child_path(stack[-1]) if stack else ()
+            issues.append(LoadIssue(here, str(exc), _NUMBER_HINT))
+            return event.value  # kept as written, so the rest can still be checked
+
     for event in _events(text):
         # The common case first, in short: a scalar that is a key, or a value.
         if type(event) is _ScalarEvent and stack:
@@ -306,33 +341,10 @@ def _parse(text: str, file: str) -> Document:
             mark = event.start_mark
             where = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
             if frame.pending_key is _NO_KEY and type(frame.value) is dict:
-                key = _key_text(event)
-                if key is not _MERGE:
-                    assert isinstance(key, str)
-                    if key in frame.keys:
-                        first = frame.keys[key]
-                        raise _YamlProblem(
-                            f"duplicate key '{key}' (first written at line {first[0]})",
-                            where,
-                            "YAML keeps only the last one, which is rarely what was meant",
-                        )
-                    frame.keys[key] = where
-                    written_at = (*frame.path, key)
-                    positions[written_at] = where
-                frame.pending_key = key
+                take_key(frame, event, where)
                 continue
-            used += 1
-            if used > budget:
-                raise _YamlProblem(
-                    f"the document expands to more than {budget} nodes",
-                    where,
-                    "anchors and aliases are expanded; this looks like an alias bomb",
-                )
-            try:
-                value = _scalar(event)
-            except _BadNumber as exc:
-                value = event.value  # kept as written, so the rest can still be checked
-                issues.append(LoadIssue(child_path(frame), str(exc), _NUMBER_HINT))
+            spend(1, where)
+            value = scalar_value(event)
             if event.anchor:
                 anchors[event.anchor] = (value, 1)
             attach(value, 1, where)
@@ -363,37 +375,13 @@ def _parse(text: str, file: str) -> Document:
                     "mapping keys must be plain text, not lists, mappings or aliases",
                     where,
                 )
-            key = _key_text(event)
-            if key is not _MERGE:
-                assert isinstance(key, str)
-                if key in frame.keys:
-                    first = frame.keys[key]
-                    raise _YamlProblem(
-                        f"duplicate key '{key}' (first written at line {first[0]})",
-                        where,
-                        "YAML keeps only the last one, which is rarely what was meant",
-                    )
-                frame.keys[key] = where
-                key_path: Path_ = (*frame.path, key)
-                positions[key_path] = where
-            frame.pending_key = key
+            take_key(frame, event, where)
             continue
 
-        used += 1
-        if used > budget:
-            raise _YamlProblem(
-                f"the document expands to more than {budget} nodes",
-                where,
-                "anchors and aliases are expanded; this looks like an alias bomb",
-            )
+        spend(1, where)
 
         if isinstance(event, yaml.ScalarEvent):
-            try:
-                value = _scalar(event)
-            except _BadNumber as exc:
-                value = event.value  # kept as written, so the rest can still be checked
-                here = child_path(stack[-1]) if stack else ()
-                issues.append(LoadIssue(here, str(exc), _NUMBER_HINT))
+            value = scalar_value(event)
             if event.anchor:
                 anchors[event.anchor] = (value, 1)
             attach(value, 1, where)
@@ -403,13 +391,7 @@ def _parse(text: str, file: str) -> Document:
             if event.anchor not in anchors:
                 raise _YamlProblem(f"unknown alias *{event.anchor}", where)
             value, size = anchors[event.anchor]
-            used += size
-            if used > budget:
-                raise _YamlProblem(
-                    f"the document expands to more than {budget} nodes",
-                    where,
-                    "anchors and aliases are expanded; this looks like an alias bomb",
-                )
+            spend(size, where)
             attach(value, size, where)
         elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             if event.tag not in (None, "!", _TAG + "seq", _TAG + "map"):
