@@ -102,6 +102,7 @@ from vidu_pipe.failures import failure_advice
 from vidu_pipe.fileio import write_atomic
 from vidu_pipe.manifest.history import Cache
 from vidu_pipe.manifest.store import (
+    Download,
     ManifestEntry,
     ManifestStore,
     unknown_note,
@@ -854,26 +855,14 @@ class _Run:
                 shot, entry, f"cannot save the inline video to {dest}: {exc}"
             )
             return
-        record = self.keeper.download_record(dest, size, sha256)
-        done = entry.replace(
-            status="completed",
-            video_url=None,
-            error=None,
-            progress=None,
-            finished_at=utc_now(),
-            download=record,
-        )
-        await self._write(shot, done)
-        self.tally.outcome[shot.id] = "completed"
-        assert entry.task_id is not None
         # The video's only home is the file: say where it is (never the data: URI itself).
-        self.emit(
-            Completed(
-                shot=shot.id,
-                task_id=entry.task_id,
-                video_url=dest.resolve().as_uri(),
-                seconds=round(took, 1),
-            )
+        done = await self._record_completed(
+            shot,
+            entry,
+            took,
+            video_url=None,
+            shown=dest.resolve().as_uri(),
+            download=self.keeper.download_record(dest, size, sha256),
         )
         self.emit(Downloaded(shot=shot.id, path=str(dest), size=size, sha256=sha256))
         # Kept in the cache too: no URL can ever fetch it again (a deleted file, a revert).
@@ -896,26 +885,39 @@ class _Run:
     async def _completed(
         self, shot: Shot, entry: ManifestEntry, state: TaskState, took: float
     ) -> str:
-        assert state.video_url is not None and entry.task_id is not None
+        assert state.video_url is not None
+        await self._record_completed(
+            shot, entry, took, video_url=state.video_url, shown=state.video_url, download=None
+        )
+        return state.video_url
+
+    async def _record_completed(
+        self,
+        shot: Shot,
+        entry: ManifestEntry,
+        took: float,
+        *,
+        video_url: str | None,
+        shown: str,
+        download: Download | None,
+    ) -> ManifestEntry:
+        """The shot's task done: its entry completed on disk (returned), counted, and its
+        ``completed`` event naming ``shown`` as where the video is."""
+        assert entry.task_id is not None
         done = entry.replace(
             status="completed",
-            video_url=state.video_url,
+            video_url=video_url,
             error=None,
             progress=None,
             finished_at=utc_now(),
-            download=None,
+            download=download,
         )
         await self._write(shot, done)
         self.tally.outcome[shot.id] = "completed"
         self.emit(
-            Completed(
-                shot=shot.id,
-                task_id=entry.task_id,
-                video_url=state.video_url,
-                seconds=round(took, 1),
-            )
+            Completed(shot=shot.id, task_id=entry.task_id, video_url=shown, seconds=round(took, 1))
         )
-        return state.video_url
+        return done
 
     # --- the results cache ------------------------------------------------------
 
