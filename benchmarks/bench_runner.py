@@ -150,6 +150,35 @@ async def makespan(n: int, rate: int, concurrency: int, task: float, scale: floa
         )
 
 
+async def timed_run(
+    path: Path, sim: Simulator, options: RunOptions, *, force: bool = False
+) -> list[tuple[str, int, float]]:
+    """Run ``path`` against ``sim``; per task: (model, queries, detection lag), the lag
+    being the time between the task finishing at the relay and the run reporting it."""
+    seen: dict[str, float] = {}
+
+    def on_event(event: Event) -> None:
+        if event.kind == "completed":
+            seen[event.data["task_id"]] = sim.now()
+
+    result = await arun(
+        path,
+        base_url=BASE,
+        force=force,
+        options=options,
+        on_event=on_event,
+        transport=sim.transport(),
+        env={"VIDU_API_KEY": KEY},
+    )
+    assert result.exit_code == 0, result
+    st = sim.stats()
+    out = []
+    for task_id, task in st.tasks.items():
+        assert task.finished is not None
+        out.append((task.model, st.queries[task_id], seen[task_id] - task.finished))
+    return out
+
+
 # --- 2. polling ----------------------------------------------------------------------------
 
 
@@ -174,29 +203,13 @@ async def polling(
         ]
         path = write_board(Path(folder), shots)
         sim = simulator(scale, per_model, queue=queue)
-        seen: dict[str, float] = {}
-
-        def on_event(event: Event) -> None:
-            if event.kind == "completed":
-                seen[event.data["task_id"]] = sim.now()
-
-        result = await arun(
-            path,
-            base_url=BASE,
-            options=RunOptions(
-                time_scale=scale, concurrency=len(shots), rate_per_minute=0, poll_interval=5.0
-            ),
-            on_event=on_event,
-            transport=sim.transport(),
-            env={"VIDU_API_KEY": KEY},
+        options = RunOptions(
+            time_scale=scale, concurrency=len(shots), rate_per_minute=0, poll_interval=5.0
         )
-        assert result.exit_code == 0, result
-        st = sim.stats()
         out: dict[str, Polled] = {m: Polled(s, [], []) for m, s in per_model.items()}
-        for task_id, task in st.tasks.items():
-            assert task.finished is not None
-            out[task.model].queries.append(st.queries[task_id])
-            out[task.model].lags.append(seen[task_id] - task.finished)
+        for model, queries, lag in await timed_run(path, sim, options):
+            out[model].queries.append(queries)
+            out[model].lags.append(lag)
         return sorted(out.values(), key=lambda p: p.duration)
 
 
@@ -235,30 +248,12 @@ async def profile_run(
     there finds the pace learned."""
     path = write_board(folder, [{"id": f"s{i:02d}", "prompt": f"take {i}"} for i in range(shots)])
     sim = simulator(scale, dict.fromkeys(MODELS, span), queue=queue, profile=profile, max_running=5)
-    seen: dict[str, float] = {}
-
-    def on_event(event: Event) -> None:
-        if event.kind == "completed":
-            seen[event.data["task_id"]] = sim.now()
-
-    result = await arun(
-        path,
-        base_url=BASE,
-        force=True,
-        options=RunOptions(
-            time_scale=scale, concurrency=4, rate_per_minute=0, poll_interval=poll_interval
-        ),
-        on_event=on_event,
-        transport=sim.transport(),
-        env={"VIDU_API_KEY": KEY},
+    options = RunOptions(
+        time_scale=scale, concurrency=4, rate_per_minute=0, poll_interval=poll_interval
     )
-    assert result.exit_code == 0, result
-    st = sim.stats()
-    queries, lags = [], []
-    for task_id, task in st.tasks.items():
-        assert task.finished is not None
-        queries.append(st.queries[task_id])
-        lags.append(seen[task_id] - task.finished)
+    tasks = await timed_run(path, sim, options, force=True)
+    queries = [q for _, q, _ in tasks]
+    lags = [lag for _, _, lag in tasks]
     return ProfileRun(profile, span, queries, lags)
 
 
