@@ -657,37 +657,34 @@ class LiveSink:
         if not isinstance(event, ShotEvent):
             return None
         if isinstance(event, Completed):
-            text = Text("✓ ", style="green")
-            text.append(event.shot, style="bold")
-            text.append(f" completed in {format_seconds(event.seconds)}  ")
+            text = _marked(
+                "✓", "green", event.shot, f" completed in {format_seconds(event.seconds)}  "
+            )
             text.append(event.video_url, style="dim")
             return text
         if isinstance(event, Failed):
-            text = Text("✗ ", style="red")
-            text.append(event.shot, style="bold")
-            text.append(f" failed: {event.error}", style="red")
-            return text
+            return _marked("✗", "red", event.shot, f" failed: {event.error}", "red")
         if isinstance(event, Downloaded):
-            text = Text("↓ ", style="magenta")
-            text.append(event.shot, style="bold")
-            text.append(f" saved {event.path} ({event.size} bytes)", style="dim")
-            return text
+            return _marked(
+                "↓", "magenta", event.shot, f" saved {event.path} ({event.size} bytes)", "dim"
+            )
         if isinstance(event, Held):
-            text = Text("? ", style="yellow")
-            text.append(event.shot, style="bold")
-            text.append(f" {_held_text(event)}", style="yellow")
-            return text
+            return _marked("?", "yellow", event.shot, f" {_held_text(event)}", "yellow")
         if isinstance(event, DownloadFailed):
-            text = Text("✗ ", style="red")
-            text.append(event.shot, style="bold")
-            text.append(f" download failed: {event.error}", style="red")
-            return text
+            return _marked("✗", "red", event.shot, f" download failed: {event.error}", "red")
         if isinstance(event, NotStarted):
-            text = Text("○ ", style="yellow")
-            text.append(event.shot, style="bold")
-            text.append(f" not started ({event.reason})", style="yellow")
-            return text
+            return _marked("○", "yellow", event.shot, f" not started ({event.reason})", "yellow")
         return None
+
+
+def _marked(mark: str, style: str, shot: str, rest: str, rest_style: str | None = None) -> Any:
+    """A lasting line: ``mark`` in ``style``, the shot in bold, then ``rest``."""
+    from rich.text import Text
+
+    text = Text(f"{mark} ", style=style)
+    text.append(shot, style="bold")
+    text.append(rest, style=rest_style)
+    return text
 
 
 # --- choosing and opening --------------------------------------------------------
