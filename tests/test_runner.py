@@ -1006,6 +1006,32 @@ async def test_the_pace_is_learned_and_kept_beside_the_storyboard(tmp_path: Path
 
 
 @pytest.mark.anyio
+async def test_a_relay_that_never_says_generating_is_paced_by_create_to_done(
+    tmp_path: Path,
+) -> None:
+    """A relay that answers "queued" until a task is done: the run learns the kind's
+    create-to-done time, keeps it as such, and the next run aims by it."""
+    path = write_board(tmp_path, shots(8))
+    queries = []
+    for _ in range(2):
+        sim = make_sim(
+            profile="vidu",
+            says_generating=False,
+            durations=durations(300.0),
+            max_running=5,
+            time_scale=0.005,
+        )
+        out = await go(path, sim, concurrency=4, poll_interval=5.0, force=True)
+        assert len(out.result.completed) == 8, out.result
+        stats = sim.stats()
+        queries.append(sum(stats.queries.values()) / stats.creates)
+    pace = json.loads((tmp_path / ".vidu-pipe" / "pace.json").read_text())
+    ((_, learned),) = pace["relays"][BASE].items()
+    assert learned["from"] == "create" and 290 <= learned["seconds"] <= 340, learned
+    assert queries[1] <= 6, queries
+
+
+@pytest.mark.anyio
 async def test_the_pace_goes_to_the_cache_folder_when_one_is_given(tmp_path: Path) -> None:
     """``cache_dir`` moves the local cache, pace included: nothing lands beside the
     storyboard's own ``.vidu-pipe/``."""

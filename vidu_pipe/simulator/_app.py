@@ -547,16 +547,25 @@ class Simulator:
     def _video_url(self, task: Task, base: str) -> str:
         return base.rstrip("/") + VIDEO_PATH.format(task_id=task.id)
 
+    def _shown_phase(self, task: Task, now: float) -> Phase:
+        """The phase a query answer tells: a relay that never says "generating" calls a
+        generating task queued."""
+        phase = task.phase(now)
+        if phase == "in_progress" and not self.config.says_generating:
+            return "queued"
+        return phase
+
     def _job(self, task: Task, now: float, base: str) -> dict[str, Any]:
         """The seed profile's task document (SPEC section 1)."""
-        status = _seed_status(task.phase(now))
+        phase = self._shown_phase(task, now)
+        status = _seed_status(phase)
         doc: dict[str, Any] = {
             "id": task.id,
             "task_id": task.id,
             "object": "video.generation.job",
             "model": task.model,
             "status": status,
-            "progress": task.progress(now),
+            "progress": task.progress(now) if phase != "queued" else 0,
             "created_at": self._unix(task.created),
         }
         if status == "completed":
@@ -587,7 +596,7 @@ class Simulator:
 
     def _vidu_task(self, task: Task, now: float, base: str) -> dict[str, Any]:
         """Vidu's own query answer (``taskResultResponse``): a state, no progress."""
-        phase = task.phase(now)
+        phase = self._shown_phase(task, now)
         creations = []
         if phase == "completed":
             url = self._video_url(task, base)
@@ -618,7 +627,7 @@ class Simulator:
         """new-api's wrapper for ``GET /v1/video/generations/{id}``: TaskDto around Vidu's
         own last answer. Legacy releases have no ``result_url``: a success's URL is stored
         in ``fail_reason`` (the column is reused)."""
-        phase = task.phase(now)
+        phase = self._shown_phase(task, now)
         status, progress = _NEW_API_STATUS[phase]
         url = self._video_url(task, base) if phase == "completed" else ""
         fail_reason = task.fail_reason if phase == "failed" else ""
@@ -668,7 +677,7 @@ class Simulator:
         """new-api's OpenAI video object for ``GET /v1/videos/{id}`` (``ConvertToOpenAIVideo``):
         the URL in ``metadata.url``; ``completed_at`` is the row's update time, present even
         while the task runs; ``model`` is empty."""
-        phase = task.phase(now)
+        phase = self._shown_phase(task, now)
         status, progress = _OPENAI_STATUS[phase]
         doc: dict[str, Any] = {
             "id": task.id,

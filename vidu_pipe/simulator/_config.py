@@ -80,6 +80,8 @@ class SimulatorConfig:
       processing, success, failed; no progress; ``creations[0].url``).
     - ``inline_rate``: share of successes whose video comes as a ``data:`` URI (new-api-legacy
       only: in ``fail_reason``), to exercise clients.
+    - ``says_generating``: False for a relay that answers "queued" (in its profile's words)
+      until a task is done, never "generating" (progress stays 0), to exercise clients.
     - ``fail_rate``: share of tasks that fail; a prompt containing ``fail_marker`` always fails.
     - ``max_running``: tasks of the account generating at once; the rest stay queued.
     - ``rate_limit_per_minute``: creates admitted in any 60 simulated seconds; more get 429.
@@ -106,6 +108,7 @@ class SimulatorConfig:
     seed: int = 0
     profile: Profile = "seed"
     inline_rate: float = 0.0
+    says_generating: bool = True
     fail_rate: float = 0.0
     fail_marker: str = "[[fail]]"
     max_running: int = 5
